@@ -1,0 +1,80 @@
+"""The one error tree of qemu-init (standard library only: the runtime helper imports it).
+
+Every error a user can cause is a QemuInitError; the CLI prints it in one line and exits with
+``exit_code``. Anything else escaping to the CLI is a bug and reported as "internal error".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+ERROR = "error"
+WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the configuration, located as precisely as we can."""
+
+    path: str
+    line: Optional[int]
+    key: Optional[str]
+    message: str
+    level: str = ERROR
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        prefix = "warning: " if self.level == WARNING else ""
+        return f"{where}:{key} {prefix}{self.message}"
+
+
+class QemuInitError(Exception):
+    """Root of every error the user can cause; printed as one line, never as a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(QemuInitError):
+    """The configuration is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[Problem]):
+        self.problems: List[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RegistryError(QemuInitError):
+    """Registering, numbering or looking up a guest failed."""
+
+
+class RenderError(QemuInitError):
+    """A script could not be rendered or installed."""
+
+
+class QMPError(QemuInitError):
+    """Talking to QEMU's control socket failed."""
+
+
+class QMPConnectError(QMPError):
+    """The control socket is absent or refused the connection."""
+
+
+class QMPProtocolError(QMPError):
+    """QEMU said something that is not QMP."""
+
+
+class QMPExecuteError(QMPError):
+    """QEMU answered a command with an error."""
+
+
+class QMPTimeoutError(QMPError):
+    """QEMU did not answer within the deadline."""
+
+
+class GuestError(QemuInitError):
+    """A runtime action on a guest failed; ``exit_code`` is the LSB code the script returns."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
