@@ -1,0 +1,166 @@
+"""Checks across guests (pure) and against this host (they look at the machine).
+
+Each returns a list of Problems; nothing stops at the first one.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+from .cmdline import Plan, vnc_display
+from .errors import WARNING, Problem
+from .facts import qemu_binary
+from .model import Guest, Host
+from .paths import Paths
+
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
+
+# How long each init system lets a script take at host shutdown (seconds), and who says so.
+SHUTDOWN_BUDGETS = {
+    "sysv": (300, "systemd gives a SysV script 5 minutes"),
+    "systemd": (None, "the unit's TimeoutStopSec covers it"),
+    "openrc": (None, "OpenRC waits for the script"),
+    "bsd": (90, "FreeBSD's rc.shutdown gives 90 s (rcshutdown_timeout)"),
+}
+FORCED_STEPS = 10  # seconds the stop sequence may spend after STOPDELAY: quit, SIGTERM, SIGKILL
+
+
+def _at(guest: Guest, key: str) -> Tuple[str, int]:
+    return guest.rcfile.path, guest.lines.get(key) or None  # type: ignore[return-value]
+
+
+def cross_guest(guests: Sequence[Guest], numbers: Dict[str, int], host: Host, all_names: Iterable[str]
+                ) -> List[Problem]:
+    """Problems between guests: names, DEPENDS, MACs, VNC displays."""
+    problems: List[Problem] = []
+    known = {n.lower() for n in all_names} | {g.name.lower() for g in guests}
+
+    seen_names: Dict[str, Guest] = {}
+    for guest in guests:
+        other = seen_names.setdefault(guest.name.lower(), guest)
+        if other is not guest:
+            problems.append(Problem(*_at(guest, "NAME"), "NAME",
+                                    f"{guest.name!r} clashes with {other.name!r} in {other.rcfile.path}"
+                                    " (names are compared in lower case)"))
+
+    for guest in guests:
+        for dep in guest.depends:
+            if dep.lower() not in known:
+                problems.append(Problem(*_at(guest, "DEPENDS"), "DEPENDS", f"{dep!r} is not a registered guest"))
+            elif dep.lower() == guest.name.lower():
+                problems.append(Problem(*_at(guest, "DEPENDS"), "DEPENDS", "a guest cannot depend on itself"))
+    for cycle in dependency_cycles(guests):
+        first = next(g for g in guests if g.name.lower() == cycle[0])
+        problems.append(Problem(*_at(first, "DEPENDS"), "DEPENDS",
+                                "dependency cycle: " + " -> ".join(cycle + [cycle[0]])))
+
+    macs: Dict[str, Tuple[Guest, str]] = {}
+    for guest in guests:
+        for nic in guest.nics:
+            label = "MAC" if nic.index == 0 else f"NIC{nic.index}"
+            if nic.mac in macs:
+                owner, owner_label = macs[nic.mac]
+                problems.append(Problem(nic.path or guest.rcfile.path, nic.line or None, label,
+                                        f"MAC {nic.mac} is also used by {owner.name} ({owner_label})"))
+            else:
+                macs[nic.mac] = (guest, label)
+
+    # Same display number is the same TCP port: a clash even on different addresses of the host.
+    displays: Dict[int, Guest] = {}
+    for guest in guests:
+        number = numbers.get(guest.name.lower())
+        display = vnc_display(guest, host, number) if number is not None else None
+        if display is None:
+            continue
+        clash = displays.setdefault(display[1], guest)
+        if clash is not guest:
+            problems.append(Problem(*_at(guest, "DISPLAY"), "DISPLAY",
+                                    f"VNC display {display[1]} is also {clash.name}'s"))
+    return problems
+
+
+def dependency_cycles(guests: Sequence[Guest]) -> List[List[str]]:
+    """Each DEPENDS cycle once, as lower-case names, found by depth-first search."""
+    graph = {g.name.lower(): [d.lower() for d in g.depends] for g in guests}
+    state: Dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: List[List[str]] = []
+
+    def visit(node: str, path: List[str]) -> None:
+        state[node] = 1
+        for dep in graph.get(node, ()):
+            if state.get(dep) == 1:
+                cycles.append(path[path.index(dep):])
+            elif dep in graph and dep not in state:
+                visit(dep, path + [dep])
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def plan_limits(guest: Guest, plan: Plan, paths: Paths) -> List[Problem]:
+    """Problems of the derived command line: ports, socket path lengths."""
+    problems = []
+    if plan.monitor_port is not None and plan.monitor_port > 65535:
+        problems.append(Problem(*_at(guest, "MONITOR"), "MONITOR",
+                                f"monitor port {plan.monitor_port} is beyond 65535 (lower MONPORT)"))
+    for sock in (plan.qmp, paths.monitor_socket(guest.name)):
+        if len(sock.encode()) > SOCKET_PATH_MAX:
+            problems.append(Problem(guest.rcfile.path, None, None,
+                                    f"socket path longer than {SOCKET_PATH_MAX} bytes: {sock}"))
+            break
+    if "," in paths.rundir:
+        problems.append(Problem(guest.rcfile.path, None, None, f"the run folder has a comma: {paths.rundir}"))
+    return problems
+
+
+def on_host(guest: Guest) -> List[Problem]:
+    """Warnings about this host: what the guest needs that is not here (yet)."""
+    problems = []
+
+    def warn(key, message, line=None):
+        problems.append(Problem(guest.rcfile.path if line is None else line[0],
+                                guest.lines.get(key) if line is None else line[1], key, message, WARNING))
+
+    if qemu_binary(guest.tgtarch) is None:
+        warn("TGTARCH", f"{guest.tgtarch} is not installed on this host")
+    if guest.kvm and not os.path.exists("/dev/kvm"):
+        warn("KVM", "/dev/kvm does not exist on this host")
+    if guest.runas:
+        try:
+            pwd.getpwnam(guest.runas)
+        except KeyError:
+            warn("RUNAS", f"user {guest.runas!r} does not exist on this host")
+    for bridge in guest.bridges:
+        if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
+            warn("BRIDGE", f"bridge {bridge} does not exist on this host (yet)")
+    for drive in guest.drives:
+        if not os.path.exists(drive.file):
+            label = ("DSK" if drive.kind == "disk" else "CDR") + str(drive.index)
+            warn(label, f"{drive.file} does not exist", (guest.cfgfile.path if guest.cfgfile else "", drive.line))
+    return problems
+
+
+def shutdown_time(stopdelays: Sequence[int], parallel: int) -> int:
+    """Worst-case seconds for the host service to stop guests with these STOPDELAYs."""
+    slots = [0] * (parallel if 0 < parallel < len(stopdelays) else max(len(stopdelays), 1))
+    for delay in sorted(stopdelays, reverse=True):  # longest first into the least busy slot
+        slots[slots.index(min(slots))] += delay + FORCED_STEPS
+    return max(slots)
+
+
+def shutdown_budget(guests: Sequence[Guest], host: Host, init: str) -> List[Problem]:
+    budget, why = SHUTDOWN_BUDGETS.get(init, (None, ""))
+    if budget is None or not guests:
+        return []
+    worst = shutdown_time([g.stopdelay for g in guests], host.parallel)
+    if worst <= budget:
+        return []
+    parallel = f"PARALLEL={host.parallel}" if host.parallel else "all guests at once"
+    return [Problem(host.path or "qemu-init.conf", None, "PARALLEL",
+                    f"stopping {len(guests)} guests ({parallel}) can take {worst} s, but {why}",
+                    WARNING)]

@@ -1,0 +1,279 @@
+"""The command line (SPEC §8): the only module that imports typer.
+
+Every user error is a QemuInitError, printed as one line on stderr; anything else is a bug,
+reported in one line too unless --debug asks for the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .config import CFG_SUFFIX, RC_SUFFIX, load_guest
+from .errors import ERROR, ConfigError, Problem, QemuInitError
+from .inventory import Inventory, rcfiles
+from .paths import ROOT_ENV, host_paths
+from . import values
+
+app = typer.Typer(help="QEMU guests described by tiny text files, run by plain init scripts.",
+                  no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
+autostart_app = typer.Typer(help="Which guests the host service starts at boot.", no_args_is_help=True)
+qemud_app = typer.Typer(help="The host service: start, stop and show all guests.", no_args_is_help=True)
+app.add_typer(autostart_app, name="autostart")
+app.add_typer(qemud_app, name="qemud")
+
+INIT_SYSTEMS = ("sysv", "openrc", "bsd", "systemd")
+
+
+class State:
+    inventory: Optional[Inventory] = None
+
+
+def inv() -> Inventory:
+    assert State.inventory is not None
+    return State.inventory
+
+
+def complete_guest(incomplete: str) -> List[str]:
+    try:
+        return [e.name for e in Inventory(host_paths()).entries() if e.name.lower().startswith(incomplete.lower())]
+    except Exception:  # completion must never print a traceback into the user's shell
+        return []
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"qemu-init {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    root: Optional[str] = typer.Option(None, "--root", envvar=ROOT_ENV, metavar="DIR",
+                                       help="Move every host path (ETCDIR, RUNDIR, VARDIR, scripts) under DIR."),
+    debug: bool = typer.Option(False, "--debug", help="Show a traceback for internal errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    State.inventory = Inventory(host_paths(root))
+
+
+def table(rows: List[List[str]], headers: List[str]) -> None:
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    for row in [headers] + rows:
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+def report(problems: List[Problem]) -> None:
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+
+
+# --- configuration --------------------------------------------------------------------------
+
+@app.command()
+def new(name: str = typer.Argument(..., help="The new guest's name."),
+        dir: str = typer.Option(".", "--dir", help="Folder for the guest's files.")) -> None:
+    """Write a commented rc-file and cfg-file for a new guest."""
+    from . import render
+    from .registry import write_atomic
+    try:
+        values.name(name)
+    except ValueError as exc:
+        raise ConfigError([Problem("<command line>", None, "NAME", str(exc))]) from None
+    rc = os.path.join(dir, name.lower() + RC_SUFFIX)
+    cfg = os.path.join(dir, name.lower() + CFG_SUFFIX)
+    for path in (rc, cfg):
+        if os.path.exists(path):
+            raise QemuInitError(f"{path}: already exists, not overwritten")
+    write_atomic(rc, render.new_rcfile(name))
+    write_atomic(cfg, render.new_cfgfile(name, inv().paths.template_cfg))
+    typer.echo(f"wrote {rc} and {cfg}; edit them, then: qemu-init register {rc}")
+
+
+@app.command()
+def register(paths: List[str] = typer.Argument(..., metavar="PATH...",
+                                               help="rc-files, or folders standing for all rc-files in them.")) -> None:
+    """Register guests: validate them and give each a permanent number."""
+    inventory = inv()
+    failed = False
+    for target in paths:
+        for rc in rcfiles(target):
+            errors = [p for p in inventory.check([rc]) if p.level == ERROR]
+            guest, _ = load_guest(rc, inventory.host)
+            if errors or guest is None:
+                report(errors)
+                failed = True
+                continue
+            entry = inventory.registry.add(guest.name, guest.folder)
+            typer.echo(f"registered {entry.name} as number {entry.number} ({entry.folder})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def unregister(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+    """Forget a guest (its files stay). Refused while it runs."""
+    inventory = inv()
+    entry = inventory.registry.get(name)
+    if _is_running(entry.name):
+        raise QemuInitError(f"{entry.name}: is running; stop it first (qemu-init stop {entry.name})")
+    inventory.registry.remove(entry.name)
+    typer.echo(f"unregistered {entry.name}")
+
+
+@app.command("list")
+def list_guests() -> None:
+    """Registered guests: number, name, folder, autostart, state."""
+    inventory = inv()
+    auto = {n.lower() for n in inventory.registry.autostart()}
+    rows = [[str(e.number), e.name, e.folder, "yes" if e.name.lower() in auto else "no", _state(e.name)]
+            for e in inventory.entries()]
+    if rows:
+        table(rows, ["NR", "NAME", "FOLDER", "AUTOSTART", "STATE"])
+    else:
+        typer.echo("no guests registered (qemu-init new NAME, then qemu-init register PATH)")
+
+
+@app.command()
+def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
+                                              help="Guests or files to check (default: all registered)."),
+          init: Optional[str] = typer.Option(None, "--init", help="Also check the shutdown budget of this init system.")) -> None:
+    """Validate guests; exit 0 when clean, 1 on errors (warnings do not fail)."""
+    problems = inv().check(targets or [], init)
+    report(problems)
+    errors = sum(p.level == ERROR for p in problems)
+    warnings = len(problems) - errors
+    typer.echo(f"{errors} error(s), {warnings} warning(s)", err=bool(problems))
+    raise typer.Exit(1 if errors else 0)
+
+
+@app.command()
+def show(name: str = typer.Argument(..., autocompletion=complete_guest),
+         argv: bool = typer.Option(False, "--argv", help="Print only the QEMU command line.")) -> None:
+    """Effective configuration, then the QEMU command line, one argument per line."""
+    inventory = inv()
+    entry, guest = inventory.guest(name)
+    plan = inventory.plan(entry, guest)
+    if not argv:
+        rows = [["number", str(entry.number)], ["name", guest.name], ["description", guest.desc],
+                ["rc-file", guest.rcfile.path], ["cfg-file", guest.cfgfile.path if guest.cfgfile else "-"],
+                ["emulator", guest.tgtarch], ["run as", guest.runas or "(not dropped)"],
+                ["memory", guest.ram or "QEMU's"], ["cpus", guest.smp or "QEMU's"],
+                ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
+                ["stop delay", f"{guest.stopdelay} s"], ["boot delay", f"{guest.bootdelay} s"],
+                ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
+                ["control socket", plan.qmp]]
+        rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, t in zip(guest.nics, plan.taps)]
+        rows += [[f"{d.kind}{d.index}", d.file] for d in guest.drives]
+        table(rows, ["SETTING", "VALUE"])
+        typer.echo("\nQEMU command line:")
+    for word in plan.argv:
+        typer.echo(word)
+
+
+@autostart_app.command("on")
+def autostart_on(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+    """Start NAME at host boot (appended to the start order)."""
+    inv().registry.set_autostart(name, True)
+
+
+@autostart_app.command("off")
+def autostart_off(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+    """Do not start NAME at host boot."""
+    inv().registry.set_autostart(name, False)
+
+
+@autostart_app.command("list")
+def autostart_list() -> None:
+    """The guests started at host boot, in order."""
+    for name in inv().registry.autostart():
+        typer.echo(name)
+
+
+# --- runtime --------------------------------------------------------------------------------
+
+def _control(name: str):
+    from .runtime import control
+    inventory = inv()
+    entry, guest = inventory.guest(name)
+    return inventory.control(entry, guest), control
+
+
+def _state(name: str) -> str:
+    try:
+        gc, control = _control(name)
+        return control.status(gc)[1].split(": ", 1)[-1]
+    except QemuInitError as exc:
+        return f"invalid ({exc.__class__.__name__})"
+
+
+def _is_running(name: str) -> bool:
+    try:
+        gc, control = _control(name)
+    except QemuInitError:
+        return False
+    return control.status(gc)[0] == 0
+
+
+@app.command()
+def start(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+    """Start a guest (the same code path as its init script)."""
+    gc, control = _control(name)
+    control.start(gc)
+
+
+@app.command()
+def stop(name: str = typer.Argument(..., autocompletion=complete_guest),
+         timeout: Optional[int] = typer.Option(None, "--timeout", metavar="S",
+                                               help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
+         force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
+    """Shut a guest down cleanly: power button, wait, then force it off."""
+    gc, control = _control(name)
+    control.stop(gc, timeout=timeout, force=force, progress=lambda line: typer.echo(line, err=True))
+
+
+@app.command()
+def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+    """Stop, then start a guest."""
+    gc, control = _control(name)
+    control.stop(gc, progress=lambda line: typer.echo(line, err=True))
+    control.start(gc)
+
+
+@app.command()
+def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+    """One line about the guest; exits with the LSB status code (0 running, 1 dead, 3 stopped)."""
+    gc, control = _control(name)
+    code, line = control.status(gc)
+    typer.echo(line)
+    raise typer.Exit(code)
+
+
+@app.command()
+def monitor(name: str = typer.Argument(..., autocompletion=complete_guest),
+            command: List[str] = typer.Argument(None, help="A monitor command; none: interactive session.")) -> None:
+    """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
+    gc, control = _control(name)
+    control.monitor(gc, " ".join(command) if command else None)
+
+
+def main() -> None:
+    command = typer.main.get_command(app)
+    try:
+        command.main(prog_name="qemu-init")
+    except ConfigError as exc:
+        report(exc.problems)
+        sys.exit(exc.exit_code)
+    except QemuInitError as exc:
+        typer.echo(f"qemu-init: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: one line, unless asked for more
+        if "--debug" in sys.argv:
+            raise
+        typer.echo(f"qemu-init: internal error: {exc.__class__.__name__}: {exc} (run with --debug for a traceback)",
+                   err=True)
+        sys.exit(70)  # EX_SOFTWARE

@@ -1,0 +1,125 @@
+"""The host's guests as a whole: host settings + registry + each guest's files, loaded and checked.
+
+The CLI and the host service both work through this, so "what is registered and valid" has one
+answer.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+from . import checks, facts
+from .cmdline import Plan, plan
+from .config import RC_SUFFIX, load_guest, load_host
+from .errors import ERROR, ConfigError, Problem, RegistryError
+from .model import Guest
+from .paths import Paths
+from .registry import Entry, Registry
+
+
+@dataclass
+class Loaded:
+    rcfile: str
+    entry: Optional[Entry]  # None: not registered
+    guest: Optional[Guest]  # None: unreadable or invalid
+    problems: List[Problem]
+
+
+def rcfiles(target: str) -> List[str]:
+    """PATH as SPEC §8 means it: an rc-file, or a folder standing for all rc-files in it."""
+    if os.path.isdir(target):
+        found = sorted(glob.glob(os.path.join(glob.escape(target), "*" + RC_SUFFIX)))
+        if not found:
+            raise RegistryError(f"{target}: no *{RC_SUFFIX} file in this folder")
+        return [os.path.abspath(f) for f in found]
+    if not os.path.exists(target):
+        raise RegistryError(f"{target}: no such file or folder")
+    return [os.path.abspath(target)]
+
+
+class Inventory:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+        self.registry = Registry(paths)
+        self.host, self.host_problems = load_host(paths.host_conf)
+        self._facts: Dict[str, facts.Facts] = {}
+
+    def entries(self) -> List[Entry]:
+        return self.registry.entries()
+
+    def load_entry(self, entry: Entry) -> Loaded:
+        guest, problems = load_guest(entry.rcfile, self.host)
+        if guest is not None and guest.name != entry.name:
+            problems.append(Problem(entry.rcfile, guest.lines.get("NAME"), "NAME",
+                                    f"registered as {entry.name!r}; unregister and register again"))
+        return Loaded(entry.rcfile, entry, guest, problems)
+
+    def load_all(self) -> List[Loaded]:
+        return [self.load_entry(e) for e in self.entries()]
+
+    def guest(self, name: str) -> "tuple[Entry, Guest]":
+        """A registered guest that loads without errors, or the ConfigError that says why not."""
+        loaded = self.load_entry(self.registry.get(name))
+        errors = [p for p in self.host_problems + loaded.problems if p.level == ERROR]
+        if errors or loaded.guest is None:
+            raise ConfigError(errors or [Problem(loaded.rcfile, None, None, "cannot be loaded")])
+        return loaded.entry, loaded.guest  # type: ignore[return-value]
+
+    def facts(self, guest: Guest) -> facts.Facts:
+        if guest.name not in self._facts:
+            self._facts.update(facts.probe([guest], self.paths))
+        return self._facts[guest.name]
+
+    def plan(self, entry: Entry, guest: Guest) -> Plan:
+        return plan(guest, entry.number, self.host, self.paths, self.facts(guest))
+
+    def check(self, targets: Sequence[str] = (), init: Optional[str] = None) -> List[Problem]:
+        """Every problem of the targets (names or paths; default: all registered guests)."""
+        registered = self.load_all()
+        by_name = {l.entry.name.lower(): l for l in registered if l.entry}
+        selected: List[Loaded] = []
+        for target in targets or [l.entry.name for l in registered if l.entry]:
+            if target.lower() in by_name:
+                selected.append(by_name[target.lower()])
+                continue
+            if os.sep not in target and not os.path.exists(target):
+                raise RegistryError(f"{target}: neither a registered guest nor a file or folder")
+            for rc in rcfiles(target):
+                known = next((l for l in registered if l.rcfile == rc), None)
+                if known is None:
+                    guest, problems = load_guest(rc, self.host)
+                    known = Loaded(rc, None, guest, problems)
+                selected.append(known)
+
+        problems = list(self.host_problems)
+        next_number = max([e.number for e in self.entries()] + [0]) + 1
+        numbers = {l.entry.name.lower(): l.entry.number for l in registered if l.entry}
+        for loaded in selected:
+            problems += loaded.problems
+            guest = loaded.guest
+            if guest is None:
+                continue
+            if loaded.entry is None:
+                other = numbers.get(guest.name.lower())
+                if other is not None:
+                    owner = by_name[guest.name.lower()]
+                    problems.append(Problem(loaded.rcfile, guest.lines.get("NAME"), "NAME",
+                                            f"{guest.name!r} is already registered from {owner.rcfile}"
+                                            " (names are compared in lower case)"))
+                    continue
+                numbers[guest.name.lower()] = next_number
+                next_number += 1
+            guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths, self.facts(guest))
+            problems += checks.plan_limits(guest, guest_plan, self.paths)
+            problems += checks.on_host(guest)
+
+        everyone = list({l.rcfile: l.guest for l in registered + selected if l.guest}.values())
+        mine = {l.rcfile for l in selected}
+        problems += [p for p in checks.cross_guest(everyone, numbers, self.host, numbers)
+                     if p.path in mine or (p.path.endswith(".cfg") and p.path[:-len("-qemu.cfg")] + RC_SUFFIX in mine)]
+        if init:
+            problems += checks.shutdown_budget(everyone, self.host, init)
+        return list(dict.fromkeys(problems))  # a problem seen twice is said once

@@ -1,0 +1,84 @@
+"""The one table of keys: rc-file keys (SPEC §2) and host settings (SPEC §4).
+
+Parsing, checking, the commented rc-file that ``new`` writes and the manual page all come from
+these tables, so a key's type, default and help never drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional
+
+from . import values
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    parse: Callable[[str], Any]
+    default: Optional[str]  # as written in a file; None: computed (see ``default_help``)
+    help: str
+    severity: str = "optional"  # required / recommended / optional
+    default_help: str = ""  # how a computed default is found
+    example: str = ""
+    qemu: str = ""  # the QEMU option it drives, for the documentation
+
+    @property
+    def default_text(self) -> str:
+        if self.default_help:
+            return self.default_help
+        return self.default if self.default else "not set"
+
+
+RC_KEYS: Dict[str, Key] = {k.name: k for k in (
+    Key("NAME", values.name, None, "The guest's name: letters and digits, at most 40, not ending in 0;"
+        " must match the file name. Best also the guest's hostname.", "required",
+        default_help="none, must be set", qemu="-name"),
+    Key("DESC", values.text, "", "Free text shown in status listings and script descriptions.",
+        example="Web server"),
+    Key("TGTARCH", values.tgtarch, None, "The QEMU system emulator that runs the guest.", "required",
+        default_help="none, must be set (new rc-files say qemu-system-x86_64)",
+        example="qemu-system-x86_64"),
+    Key("RUNAS", values.user, None, "User QEMU drops its privileges to.",
+        default_help="the host's SYSUSR", qemu="-runas / -run-with user="),
+    Key("DAEMON", values.boolean, "yes", "Run QEMU as a daemon.", "recommended", qemu="-daemonize"),
+    Key("KVM", values.boolean, "yes", "Hardware acceleration with KVM.", "recommended", qemu="-accel kvm"),
+    Key("MONITOR", values.monitor, "", "Where the human monitor listens: inet (127.0.0.1), inet6 (::1),"
+        " unix (a socket in the run folder) or off; empty: a local TCP port the system resolves"
+        " (localhost).", qemu="-monitor"),
+    Key("BOOTDELAY", values.seconds, "0", "Seconds to wait before this guest starts at host boot."),
+    Key("STOPDELAY", values.seconds, "40", "Seconds to wait for a clean shutdown before forcing the guest"
+        " off; raised to the host's MINSTOPDELAY."),
+    Key("PRECMD", values.text, "", "Command run (by /bin/sh) before the guest starts; only from a"
+        " root-owned rc-file nobody else can write."),
+    Key("POSTCMD", values.text, "", "Command run (by /bin/sh) after the guest started; same rule."),
+    Key("DEPENDS", values.depends, "", "Guests that must run before this one, separated by spaces.",
+        example="db1 cache1"),
+    Key("RAM", values.size, "2G", "Memory size.", "recommended", qemu="-m", example="512M"),
+    Key("SMP", values.smp, "", "Virtual CPUs.", default_help="QEMU's", qemu="-smp", example="2"),
+    Key("CPU", values.qemu_property, "", "CPU model.", default_help="QEMU's (host when KVM is on)",
+        qemu="-cpu"),
+    Key("MACHINE", values.qemu_property, "", "Machine type.", default_help="QEMU's", qemu="-machine",
+        example="q35"),
+    Key("VGA", values.identifier, "", "Display adapter.", default_help="QEMU's", qemu="-vga", example="std"),
+    Key("DISPLAY", values.display, None, "VNC display: a number, ADDR:NUMBER, or 0/empty for no VNC.",
+        default_help="an automatic display on 127.0.0.1", qemu="-vnc", example="127.0.0.1:5"),
+    Key("BRIDGE", values.bridge, None, "Bridge of the first NIC; none for no network.",
+        default_help="the host's BRIDGE (br0)", qemu="-netdev tap"),
+    Key("NIC", values.identifier, "virtio-net-pci", "Model of the first NIC.", qemu="-device"),
+    Key("MAC", values.mac, None, "MAC address of the first NIC.",
+        default_help="stable, derived from the name (locally administered)", qemu="-device …,mac="),
+)}
+
+HOST_KEYS: Dict[str, Key] = {k.name: k for k in (
+    Key("BRIDGE", values.bridge, "br0", "Default bridge of the guests' first NIC."),
+    Key("UPLINK", values.ifname, "", "Interface the bridge-setup service enslaves to the default bridge."),
+    Key("SYSUSR", values.user, "qemud", "System user QEMU drops its privileges to by default."),
+    Key("SYSGRP", values.user, "kvm", "System group of qemu-init's files."),
+    Key("MONPORT", values.port, "30320", "Monitor TCP port of guest number 1; guest N gets MONPORT+N-1."),
+    Key("VNCDISPLAY", values.count, "1", "Automatic VNC display of guest number 1; guest N gets"
+        " VNCDISPLAY+N-1."),
+    Key("MINSTOPDELAY", values.seconds, "40", "The floor for every guest's STOPDELAY."),
+    Key("PARALLEL", values.count, "", "How many guests the host service stops at once.",
+        default_help="all"),
+)}

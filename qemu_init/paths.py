@@ -1,0 +1,116 @@
+"""Where things live on the host: the install layout (FHS or APPDIR) and the sandbox root.
+
+``make install`` records the layout in ``qemu_init/layout.conf`` (KEY=VALUE); without it the
+FHS layout for PREFIX=/usr is used. ``--root DIR`` / ``QEMU_INIT_ROOT`` moves every path under
+DIR, which is how tests and the demo run without touching the real /etc.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+LAYOUT_FILE = os.path.join(os.path.dirname(__file__), "layout.conf")
+ROOT_ENV = "QEMU_INIT_ROOT"
+
+
+@dataclass(frozen=True)
+class Layout:
+    kind: str = "fhs"  # fhs or appdir
+    prefix: str = "/usr"
+    suffix: str = "qemu-init"
+    appdir: str = "/var/lib/qemud"  # the system user's home, for the APPDIR layout
+
+
+def read_layout(path: str = LAYOUT_FILE) -> Layout:
+    settings: Dict[str, str] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                key, sep, value = line.strip().partition("=")
+                if sep and not key.startswith("#"):
+                    settings[key.strip().lower()] = value.strip()
+    except FileNotFoundError:
+        pass
+    return Layout(**{k: v for k, v in settings.items() if k in Layout.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: str
+    etcdir: str
+    vardir: str
+    rundir: str
+    logdir: str
+    initdir: str  # SysV and OpenRC scripts
+    rcddir: str  # FreeBSD rc.d scripts
+    unitdir: str  # systemd units
+
+    @classmethod
+    def for_layout(cls, layout: Layout, root: Optional[str] = None) -> "Paths":
+        root = os.path.abspath(root) if root else ""
+        prefix = layout.prefix.rstrip("/")
+        etc_base = "/etc" if prefix in ("", "/usr") else f"{prefix}/etc"
+        if layout.kind == "appdir":
+            home = layout.appdir.rstrip("/")
+            dirs = dict(etcdir=f"{home}/etc", vardir=f"{home}/var", rundir=f"{home}/var/run",
+                        logdir=f"{home}/var")
+        else:
+            dirs = dict(etcdir=f"{etc_base}/{layout.suffix}", vardir=f"/var/lib/{layout.suffix}",
+                        rundir=f"/run/{layout.suffix}", logdir=f"/var/log/{layout.suffix}")
+        dirs.update(initdir="/etc/init.d", rcddir=f"{etc_base}/rc.d", unitdir="/etc/systemd/system")
+        return cls(root=root, **{k: root + v for k, v in dirs.items()})
+
+    # Host files (SPEC §4).
+    @property
+    def registered(self) -> str:
+        return os.path.join(self.etcdir, "registered")
+
+    @property
+    def autostart(self) -> str:
+        return os.path.join(self.etcdir, "autostart")
+
+    @property
+    def host_conf(self) -> str:
+        return os.path.join(self.etcdir, "qemu-init.conf")
+
+    @property
+    def template_cfg(self) -> str:
+        return os.path.join(self.etcdir, "template-qemu.cfg")
+
+    @property
+    def registry_lock(self) -> str:
+        return os.path.join(self.etcdir, ".registry.lock")
+
+    @property
+    def number_file(self) -> str:
+        return os.path.join(self.vardir, "next-number")
+
+    # Per guest status files.
+    def pidfile(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name.lower()}.pid")
+
+    def qmp(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name.lower()}.qmp")
+
+    def monitor_socket(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name.lower()}.mon")
+
+    def lock(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name.lower()}.lock")
+
+    def log(self, name: str) -> str:
+        return os.path.join(self.logdir, f"{name.lower()}.log")
+
+    # Tap scripts QEMU runs, one pair per bridge.
+    def ifup(self, bridge: str) -> str:
+        return os.path.join(self.etcdir, f"qemu-ifup-{bridge}")
+
+    def ifdown(self, bridge: str) -> str:
+        return os.path.join(self.etcdir, f"qemu-ifdown-{bridge}")
+
+
+def host_paths(root: Optional[str] = None) -> Paths:
+    """The paths in force: the installed layout, under ``root`` or $QEMU_INIT_ROOT if given."""
+    return Paths.for_layout(read_layout(), root or os.environ.get(ROOT_ENV) or None)

@@ -1,0 +1,124 @@
+"""Readers: file text to located entries, no meaning attached and nothing ever expanded.
+
+``read_assignments`` serves the rc-file and the host settings (KEY=VALUE); ``read_cfg`` the
+cfg-file (device shorthands and raw QEMU options). Both return every problem they find.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import List, Tuple, Union
+
+from .errors import Problem
+
+_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)")
+_SHORTHAND = re.compile(r"(DSK|CDR|NIC)([0-9]+)\s*=(.*)")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """``KEY=value`` found at ``line`` of ``path``."""
+
+    path: str
+    line: int
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Shorthand:
+    """A numbered device shorthand of the cfg-file, e.g. ``DSK1=/srv/a.img``."""
+
+    path: str
+    line: int
+    kind: str  # DSK, CDR, NIC
+    index: int
+    value: str
+
+
+@dataclass(frozen=True)
+class RawOptions:
+    """QEMU options of one cfg-file line, split like a shell splits words, never expanded."""
+
+    path: str
+    line: int
+    words: Tuple[str, ...]
+
+
+def decode(path: str, data: bytes) -> Tuple[List[str], List[Problem]]:
+    """UTF-8 lines of ``data``; a line with bytes that are not UTF-8 is reported and skipped."""
+    lines, problems = [], []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            lines.append(raw.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(path, number, None, f"not UTF-8 text (byte {raw[exc.start]:#04x})"))
+            lines.append("")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines, problems
+
+
+def unquote(raw: str) -> str:
+    """The value of ``KEY=raw``: quotes '…' or "…" kept literal, `` # comment`` after it dropped."""
+    raw = raw.strip()
+    if raw[:1] in ("'", '"'):
+        quote = raw[0]
+        end = raw.find(quote, 1)
+        if end < 0:
+            raise ValueError(f"unterminated quote {quote}")
+        rest = raw[end + 1:].strip()
+        if rest and not rest.startswith("#"):
+            raise ValueError(f"text after the closing quote: {rest!r}")
+        return raw[1:end]
+    if "\x00" in raw:
+        raise ValueError("NUL byte in value")
+    match = re.search(r"\s#", raw)
+    return raw[:match.start()].rstrip() if match else raw
+
+
+def read_assignments(path: str, data: bytes) -> Tuple[List[Entry], List[Problem]]:
+    lines, problems = decode(path, data)
+    entries = []
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _ASSIGN.fullmatch(stripped)
+        if not match:
+            problems.append(Problem(path, number, None, f"not KEY=VALUE: {stripped[:60]!r}"))
+            continue
+        key = match.group(1)
+        try:
+            entries.append(Entry(path, number, key, unquote(match.group(2))))
+        except ValueError as exc:
+            problems.append(Problem(path, number, key, str(exc)))
+    return entries, problems
+
+
+def read_cfg(path: str, data: bytes) -> Tuple[List[Union[Shorthand, RawOptions]], List[Problem]]:
+    lines, problems = decode(path, data)
+    items: List[Union[Shorthand, RawOptions]] = []
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _SHORTHAND.fullmatch(stripped)
+        try:
+            if match:
+                kind, index, value = match.group(1), int(match.group(2)), unquote(match.group(3))
+                items.append(Shorthand(path, number, kind, index, value))
+            else:
+                # shlex splits like sh but never expands $VAR, `…` or globs.
+                words = tuple(shlex.split(stripped, comments=True, posix=True))
+                if words:
+                    items.append(RawOptions(path, number, words))
+        except ValueError as exc:
+            key = f"{match.group(1)}{match.group(2)}" if match else None
+            message = str(exc)
+            if message == "No closing quotation":
+                message = "unterminated quote"
+            problems.append(Problem(path, number, key, message))
+    return items, problems

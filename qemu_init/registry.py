@@ -1,0 +1,148 @@
+"""The registry of guests (SPEC §4): ETCDIR/registered, ETCDIR/autostart and permanent numbers.
+
+``registered`` holds one ``NUMBER NAME FOLDER`` line per guest. A guest's number is handed out
+once, at registration, from a counter that only grows, so monitor port, VNC display and tap
+names never change when another guest comes or goes. Every change happens under an exclusive
+``flock`` and lands by atomic rename, so concurrent ``register`` calls lose nothing and a reader
+never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+from .errors import RegistryError
+from .paths import Paths
+
+_HEADER = "# Registered qemu-init guests: NUMBER NAME FOLDER. Managed by `qemu-init register`.\n"
+_AUTOSTART_HEADER = "# Guests the host service starts at boot, in this order. `qemu-init autostart`.\n"
+
+
+@dataclass(frozen=True)
+class Entry:
+    number: int
+    name: str
+    folder: str
+
+    @property
+    def rcfile(self) -> str:
+        return os.path.join(self.folder, f"{self.name.lower()}-qemud.rc")
+
+
+def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
+    """Replace ``path`` whole or not at all: write a temporary file beside it, fsync, rename."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _lines(path: str) -> List[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+    except FileNotFoundError:
+        return []
+
+
+class Registry:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        os.makedirs(self.paths.etcdir, exist_ok=True)
+        fd = os.open(self.paths.registry_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # Reading needs no lock: files are only ever replaced whole.
+    def entries(self) -> List[Entry]:
+        result = []
+        for number, line in enumerate(_lines(self.paths.registered), 1):
+            fields = line.split(" ", 2)
+            if len(fields) != 3 or not fields[0].isdigit():
+                raise RegistryError(f"{self.paths.registered}:{number}: not NUMBER NAME FOLDER: {line!r}")
+            result.append(Entry(int(fields[0]), fields[1], fields[2]))
+        return result
+
+    def find(self, name: str) -> Optional[Entry]:
+        return next((e for e in self.entries() if e.name.lower() == name.lower()), None)
+
+    def get(self, name: str) -> Entry:
+        entry = self.find(name)
+        if entry is None:
+            raise RegistryError(f"{name}: not a registered guest (see `qemu-init list`)")
+        return entry
+
+    def autostart(self) -> List[str]:
+        return _lines(self.paths.autostart)
+
+    def add(self, name: str, folder: str) -> Entry:
+        """Register ``name`` living in ``folder``; idempotent for the same guest and folder."""
+        folder = os.path.abspath(folder)
+        if "\n" in folder:
+            raise RegistryError(f"{folder!r}: a folder name with a line break cannot be registered")
+        with self.locked():
+            entries = self.entries()
+            for entry in entries:
+                if entry.name.lower() == name.lower():
+                    if entry.folder == folder and entry.name == name:
+                        return entry
+                    raise RegistryError(f"{name}: name already registered as {entry.name} in {entry.folder}")
+            number = max([self._next_number()] + [e.number + 1 for e in entries])
+            entry = Entry(number, name, folder)
+            self._write(entries + [entry])
+            write_atomic(self.paths.number_file, f"{number + 1}\n")
+            return entry
+
+    def remove(self, name: str) -> Entry:
+        with self.locked():
+            entries = self.entries()
+            entry = next((e for e in entries if e.name.lower() == name.lower()), None)
+            if entry is None:
+                raise RegistryError(f"{name}: not a registered guest")
+            self._write([e for e in entries if e is not entry])
+            self._write_autostart([n for n in self.autostart() if n.lower() != name.lower()])
+            return entry
+
+    def set_autostart(self, name: str, on: bool) -> None:
+        with self.locked():
+            entry = self.find(name)
+            if entry is None:
+                raise RegistryError(f"{name}: not a registered guest")
+            names = [n for n in self.autostart() if n.lower() != name.lower()]
+            current = self.autostart()
+            if on:
+                # Keep the guest's place if it was already listed; else append.
+                names = current if any(n.lower() == name.lower() for n in current) else names + [entry.name]
+            self._write_autostart(names)
+
+    def _next_number(self) -> int:
+        lines = _lines(self.paths.number_file)
+        return int(lines[0]) if lines and lines[0].isdigit() else 1
+
+    def _write(self, entries: List[Entry]) -> None:
+        body = "".join(f"{e.number} {e.name} {e.folder}\n" for e in entries)
+        write_atomic(self.paths.registered, _HEADER + body)
+
+    def _write_autostart(self, names: List[str]) -> None:
+        write_atomic(self.paths.autostart, _AUTOSTART_HEADER + "".join(n + "\n" for n in names))

@@ -1,0 +1,169 @@
+"""Value parsers for rc-file and host-settings keys: text in, typed value out, ValueError on bad input.
+
+Pure functions, no I/O. The messages are what the user reads after ``file:line: KEY:``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Optional, Tuple
+
+NAME_MAX = 40
+IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
+
+_NAME = re.compile(r"[A-Za-z0-9]+")
+_TGTARCH = re.compile(r"qemu-system-[a-z0-9_]+")
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_SIZE = re.compile(r"([1-9][0-9]*)([KMGT]?)", re.IGNORECASE)
+_SMP = re.compile(r"[1-9][0-9]*(,[a-z-]+=[0-9]+)*")
+_QEMU_PROP = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+(=[A-Za-z0-9_.+-]+)?)*")
+_IDENT = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off", ""}
+
+MONITOR_KINDS = {"": "", "0": "off", "inet": "inet", "ipv4": "inet", "inet6": "inet6", "ipv6": "inet6", "unix": "unix", "off": "off"}
+
+
+def name(value: str) -> str:
+    """A guest name by SPEC §1.2: letters and digits only, 1..40 characters, not ending in 0."""
+    if not value:
+        raise ValueError("must not be empty")
+    if not _NAME.fullmatch(value):
+        bad = sorted({c for c in value if not c.isascii() or not c.isalnum()})
+        raise ValueError(f"letters and digits only, {''.join(bad)!r} is not allowed in {value!r}")
+    if len(value) > NAME_MAX:
+        raise ValueError(f"at most {NAME_MAX} characters, {value!r} has {len(value)}")
+    if value.endswith("0"):
+        raise ValueError(f"must not end with the digit 0: {value!r}")
+    return value
+
+
+def text(value: str) -> str:
+    return value
+
+
+def boolean(value: str) -> bool:
+    low = value.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError(f"not a boolean: {value!r} (use yes/no, true/false, on/off, 1/0)")
+
+
+def seconds(value: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"not a number of seconds: {value!r}")
+    number = int(value)
+    if number > 86400:
+        raise ValueError(f"{number} s is more than a day")
+    return number
+
+
+def port(value: str) -> int:
+    if not value.isdigit() or not 1024 <= int(value) <= 65535:
+        raise ValueError(f"not a TCP port from 1024 to 65535: {value!r}")
+    return int(value)
+
+
+def count(value: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"not a whole number: {value!r}")
+    return int(value)
+
+
+def tgtarch(value: str) -> str:
+    base = value.rsplit("/", 1)[-1]
+    if not _TGTARCH.fullmatch(base) or ("/" in value and not value.startswith("/")):
+        raise ValueError(f"not a QEMU system emulator (qemu-system-ARCH or its absolute path): {value!r}")
+    return value
+
+
+def user(value: str) -> str:
+    if not _USER.fullmatch(value):
+        raise ValueError(f"not a user or group name: {value!r}")
+    return value
+
+
+def monitor(value: str) -> str:
+    try:
+        return MONITOR_KINDS[value.lower()]
+    except KeyError:
+        raise ValueError(f"not a monitor kind: {value!r} (use inet, inet6, unix or off)") from None
+
+
+def size(value: str) -> str:
+    match = _SIZE.fullmatch(value)
+    if not match:
+        raise ValueError(f"not a memory size: {value!r} (e.g. 512M, 2G)")
+    return match.group(1) + (match.group(2).upper() or "M")
+
+
+def smp(value: str) -> str:
+    if not _SMP.fullmatch(value):
+        raise ValueError(f"not a CPU count: {value!r} (e.g. 2, or 4,sockets=1,cores=4)")
+    return value
+
+
+def qemu_property(value: str) -> str:
+    """A model with optional properties (CPU, MACHINE): one QEMU argument, no spaces."""
+    if not _QEMU_PROP.fullmatch(value):
+        raise ValueError(f"not a QEMU model name with properties: {value!r}")
+    return value
+
+
+def identifier(value: str) -> str:
+    if not _IDENT.fullmatch(value):
+        raise ValueError(f"not a QEMU device or adapter name: {value!r}")
+    return value
+
+
+def ifname(value: str) -> str:
+    if not _IFNAME.fullmatch(value) or len(value) > IFNAME_MAX:
+        raise ValueError(f"not a network interface name (at most {IFNAME_MAX} of A-Z a-z 0-9 _ . -): {value!r}")
+    return value
+
+
+def bridge(value: str) -> str:
+    return "none" if value.lower() == "none" else ifname(value)
+
+
+def mac(value: str) -> str:
+    low = value.lower()
+    if not _MAC.fullmatch(low):
+        raise ValueError(f"not a MAC address: {value!r} (six hex pairs, e.g. 52:54:00:12:34:56)")
+    if int(low[:2], 16) & 1:
+        raise ValueError(f"a multicast MAC cannot be a NIC's address: {value!r}")
+    return low
+
+
+def display(value: str) -> Optional[Tuple[str, int]]:
+    """VNC: ``N`` or ``ADDR:N`` -> (address, display); empty or 0 -> None (no VNC)."""
+    if value in ("", "0"):
+        return None
+    addr, _, num = value.rpartition(":")
+    if not num.isdigit() or int(num) > 65535 - 5900:
+        raise ValueError(f"not a VNC display: {value!r} (N or ADDR:N)")
+    if not addr:
+        return ("127.0.0.1", int(num))
+    host = addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+            raise ValueError(f"not an address: {addr!r}") from None
+    return (addr, int(num))
+
+
+def depends(value: str) -> Tuple[str, ...]:
+    names = tuple(value.split())
+    for each in names:
+        try:
+            name(each)
+        except ValueError as exc:
+            raise ValueError(f"{each!r} is not a guest name: {exc}") from None
+    return names
