@@ -91,7 +91,9 @@ def dependency_cycles(guests: Sequence[Guest]) -> List[List[str]]:
         state[node] = 1
         for dep in graph.get(node, ()):
             if state.get(dep) == 1:
-                cycles.append(path[path.index(dep):])
+                cycle = path[path.index(dep):]
+                start = cycle.index(min(cycle))  # the same cycle reads the same from any start
+                cycles.append(cycle[start:] + cycle[:start])
             elif dep in graph and dep not in state:
                 visit(dep, path + [dep])
         state[node] = 2

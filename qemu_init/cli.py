@@ -99,18 +99,18 @@ def register(paths: List[str] = typer.Argument(..., metavar="PATH...",
                                                help="rc-files, or folders standing for all rc-files in them.")) -> None:
     """Register guests: validate them and give each a permanent number."""
     inventory = inv()
-    failed = False
-    for target in paths:
-        for rc in rcfiles(target):
-            errors = [p for p in inventory.check([rc]) if p.level == ERROR]
-            guest, _ = load_guest(rc, inventory.host)
-            if errors or guest is None:
-                report(errors)
-                failed = True
-                continue
-            entry = inventory.registry.add(guest.name, guest.folder)
-            typer.echo(f"registered {entry.name} as number {entry.number} ({entry.folder})")
-    if failed:
+    rcs = [rc for target in paths for rc in rcfiles(target)]
+    # Checked together, so guests registered at once may depend on each other.
+    errors = [p for p in inventory.check(rcs) if p.level == ERROR]
+    report(errors)
+    bad = {p.path for p in errors}
+    for rc in rcs:
+        guest, _ = load_guest(rc, inventory.host)
+        if guest is None or rc in bad or (guest.cfgfile and guest.cfgfile.path in bad):
+            continue
+        entry = inventory.registry.add(guest.name, guest.folder)
+        typer.echo(f"registered {entry.name} as number {entry.number} ({entry.folder})")
+    if errors:
         raise typer.Exit(1)
 
 

@@ -50,6 +50,10 @@ def _parse_entries(path: str, entries: List[Entry], table: Dict[str, Key],
                                     f"duplicate key, already set at line {lines[entry.key]}"))
             continue
         lines[entry.key] = entry.line
+        if entry.value == "" and key.severity == "required":
+            problems.append(Problem(path, entry.line, entry.key, "must not be empty"))
+            lines[entry.key] = -entry.line
+            continue
         if entry.value in ("", "0") and entry.key not in _ZERO_MEANS_ZERO and key.default is not None:
             found[entry.key] = None  # "not set": the QEMU option is not passed
             continue
@@ -115,11 +119,9 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
     entries, problems = read_assignments(rcpath, data)
     found, lines = _parse_entries(rcpath, entries, RC_KEYS, problems)
 
-    for required in ("NAME", "TGTARCH"):
+    for required in (k.name for k in RC_KEYS.values() if k.severity == "required"):
         if required not in lines:
             problems.append(Problem(rcpath, None, required, "missing, must be set"))
-        elif lines[required] > 0 and not found.get(required):
-            problems.append(Problem(rcpath, lines[required], required, "must not be empty"))
 
     name = found.get("NAME")
     filename = guest_name_from_file(rcpath)

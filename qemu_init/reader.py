@@ -62,19 +62,26 @@ def decode(path: str, data: bytes) -> Tuple[List[str], List[Problem]]:
 
 
 def unquote(raw: str) -> str:
-    """The value of ``KEY=raw``: quotes '…' or "…" kept literal, `` # comment`` after it dropped."""
+    """The value of ``KEY=raw``, nothing expanded.
+
+    '…' or "…" quote literally: the quote that ends the line closes the value (so the value may
+    hold quotes of its own), else the first one, and only a `` # comment`` may follow it.
+    Unquoted, a `` #`` starts a comment.
+    """
     raw = raw.strip()
     if raw[:1] in ("'", '"'):
         quote = raw[0]
+        if len(raw) > 1 and raw.endswith(quote):
+            return raw[1:-1]
         end = raw.find(quote, 1)
         if end < 0:
             raise ValueError(f"unterminated quote {quote}")
         rest = raw[end + 1:].strip()
-        if rest and not rest.startswith("#"):
+        if not rest.startswith("#"):
             raise ValueError(f"text after the closing quote: {rest!r}")
         return raw[1:end]
-    if "\x00" in raw:
-        raise ValueError("NUL byte in value")
+    if raw.startswith("#"):
+        return ""
     match = re.search(r"\s#", raw)
     return raw[:match.start()].rstrip() if match else raw
 

@@ -1,0 +1,131 @@
+"""The command line as a user runs it: exit codes, one line per problem, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+VALID = "NAME={name}\nTGTARCH=qemu-system-x86_64\nKVM=no\n"
+
+
+def qi(root, *args, check=None):
+    proc = subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check is not None:
+        assert proc.returncode == check, (proc.stdout, proc.stderr)
+    return proc
+
+
+def guest(folder, name, extra="", cfg=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    rc = folder / f"{name.lower()}-qemud.rc"
+    rc.write_text(VALID.format(name=name) + (extra if "BRIDGE=" in extra else "BRIDGE=none\n" + extra))
+    if cfg is not None:
+        (folder / f"{name.lower()}-qemu.cfg").write_text(cfg)
+    return rc
+
+
+def test_new_register_list_show_check(tmp_path):
+    root, vms = tmp_path / "root", tmp_path / "vms"
+    vms.mkdir()
+    qi(root, "new", "web1", "--dir", str(vms), check=0)
+    assert (vms / "web1-qemud.rc").exists() and (vms / "web1-qemu.cfg").exists()
+    qi(root, "new", "web1", "--dir", str(vms), check=1)  # never overwrites
+    out = qi(root, "register", str(vms), check=0).stdout
+    assert "registered web1 as number 1" in out
+    assert (root / "etc/qemu-init/registered").read_text().splitlines()[1:] == [f"1 web1 {vms}"]
+    listing = qi(root, "list", check=0).stdout
+    assert "web1" in listing and "stopped" in listing
+    argv = qi(root, "show", "--argv", "web1", check=0).stdout.splitlines()
+    assert argv[:3] == ["qemu-system-x86_64", "-name", "web1,process=qemu-web1"]
+    assert qi(root, "check").returncode == 0  # warnings (bridge, user) do not fail
+
+
+def test_check_reports_every_problem_one_line_each(tmp_path):
+    folder = tmp_path / "vms"
+    guest(folder, "web1", "RAM=lots\nFOO=1\n", cfg="DSK2=x.img\n-pidfile /x\n")
+    proc = qi(tmp_path / "root", "check", str(folder), check=1)
+    lines = [l for l in proc.stderr.splitlines() if ": " in l and "error(s)" not in l]
+    assert lines == [
+        f"{folder}/web1-qemud.rc:5: RAM: not a memory size: 'lots' (e.g. 512M, 2G)",
+        f"{folder}/web1-qemud.rc:6: FOO: unknown key",
+        f"{folder}/web1-qemu.cfg:2: -pidfile: qemu-init sets this option itself; remove it from the cfg-file",
+        f"{folder}/web1-qemu.cfg:1: DSK2: numbered with a gap: DSK1 is missing",
+    ]
+
+
+def test_name_clash_in_another_case_is_refused(tmp_path):
+    root = tmp_path / "root"
+    qi(root, "register", str(guest(tmp_path / "a", "Web1")), check=0)
+    other = guest(tmp_path / "b", "WEB1")
+    proc = qi(root, "register", str(other), check=1)
+    assert f"{other}:1: NAME: 'WEB1' is already registered from {tmp_path}/a/web1-qemud.rc" in proc.stderr
+    assert qi(root, "check", str(other), check=1)
+
+
+def test_cross_guest_errors(tmp_path):
+    root = tmp_path / "root"
+    qi(root, "register", str(guest(tmp_path / "a", "db1", "BRIDGE=br0\nMAC=52:54:00:00:00:01\n")), check=0)
+    proc = qi(root, "check", str(guest(tmp_path / "b", "web1", "BRIDGE=br0\nMAC=52:54:00:00:00:01\n"
+                                                            "DEPENDS=db1 nosuch1\n")), check=1)
+    assert "MAC: MAC 52:54:00:00:00:01 is also used by db1 (MAC)" in proc.stderr
+    assert "DEPENDS: 'nosuch1' is not a registered guest" in proc.stderr
+
+
+def test_dependency_cycle_is_an_error(tmp_path):
+    root = tmp_path / "root"
+    folder = tmp_path / "vms"
+    guest(folder, "a1", "DEPENDS=b1\n")
+    guest(folder, "b1", "DEPENDS=a1\n")
+    assert "dependency cycle: a1 -> b1 -> a1" in qi(root, "register", str(folder), check=1).stderr
+    assert "dependency cycle: a1 -> b1 -> a1" in qi(root, "check", str(folder), check=1).stderr
+
+
+def test_unknown_guest_and_bad_name_are_one_line(tmp_path):
+    root = tmp_path / "root"
+    proc = qi(root, "show", "nosuch", check=1)
+    assert proc.stderr.strip() == "qemu-init: nosuch: not a registered guest (see `qemu-init list`)"
+    proc = qi(root, "new", "bad-name", "--dir", str(tmp_path), check=1)
+    assert proc.stderr.strip() == "<command line>: NAME: letters and digits only, '-' is not allowed in 'bad-name'"
+
+
+def test_hostile_values_stay_data(tmp_path):
+    root, folder = tmp_path / "root", tmp_path / "vms"
+    canary = tmp_path / "canary"
+    evil_dir = folder / f"$(touch {canary}); `touch {canary}`"
+    evil_dir.mkdir(parents=True)
+    disk = evil_dir / "disk, with 'quotes' \"and\" ;semicolons.img"
+    disk.write_bytes(b"")
+    guest(folder, "web1", f"DESC=\"$(touch {canary}) `touch {canary}`; rm -rf /\"\n",
+          cfg=f"DSK1='{disk}'\n-device \"virtio-rng-pci,id=r$(x)\"\n")
+    qi(root, "register", str(folder), check=0)
+    argv = qi(root, "show", "--argv", "web1", check=0).stdout.split("\n")
+    escaped = str(disk).replace(",", ",,")
+    assert f"file={escaped},if=virtio,format=raw" in argv
+    assert "virtio-rng-pci,id=r$(x)" in argv
+    qi(root, "show", "web1", check=0)
+    assert not canary.exists()
+
+
+def test_autostart_and_unregister(tmp_path):
+    root = tmp_path / "root"
+    for name in ("a1", "b1", "c1"):
+        qi(root, "register", str(guest(tmp_path / "vms", name)), check=0)
+    for name in ("c1", "a1", "c1"):
+        qi(root, "autostart", "on", name, check=0)
+    assert qi(root, "autostart", "list", check=0).stdout.split() == ["c1", "a1"]
+    qi(root, "unregister", "c1", check=0)
+    assert qi(root, "autostart", "list", check=0).stdout.split() == ["a1"]
+    assert "c1" not in qi(root, "list", check=0).stdout
+    # A number is never handed out again, not even to the same guest coming back.
+    assert "c1 as number 4" in qi(root, "register", str(tmp_path / "vms" / "c1-qemud.rc"), check=0).stdout
+
+
+def test_internal_errors_are_one_line(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc/qemu-init").mkdir(parents=True)
+    (root / "etc/qemu-init/registered").write_text("garbage\n")
+    proc = qi(root, "list", check=1)
+    assert proc.stderr.strip() == f"qemu-init: {root}/etc/qemu-init/registered:1: not NUMBER NAME FOLDER: 'garbage'"
