@@ -54,7 +54,7 @@ def _parse_entries(path: str, entries: List[Entry], table: Dict[str, Key],
             problems.append(Problem(path, entry.line, entry.key, "must not be empty"))
             lines[entry.key] = -entry.line
             continue
-        if entry.value in ("", "0") and entry.key not in _ZERO_MEANS_ZERO and key.default is not None:
+        if entry.value in ("", "0") and entry.key not in _ZERO_MEANS_ZERO:
             found[entry.key] = None  # "not set": the QEMU option is not passed
             continue
         try:
