@@ -76,6 +76,15 @@ class Inventory:
     def plan(self, entry: Entry, guest: Guest) -> Plan:
         return plan(guest, entry.number, self.host, self.paths, self.facts(guest))
 
+    def control(self, entry: Entry, guest: Guest):
+        """What the runtime needs to start, stop and query this guest: the same as its script."""
+        from .runtime.control import GuestControl
+        p = self.plan(entry, guest)
+        return GuestControl(name=guest.name, pidfile=p.pidfile, qmp=p.qmp, lock=p.lock, log=p.log,
+                            stopdelay=p.stopdelay, taps=p.taps, precmd=guest.precmd, postcmd=guest.postcmd,
+                            rcfile=guest.rcfile.path, sources=tuple((s.path, s.sha256) for s in guest.sources),
+                            argv=p.argv, daemon=guest.daemon, vnc=p.vnc, monitor=p.monitor)
+
     def check(self, targets: Sequence[str] = (), init: Optional[str] = None) -> List[Problem]:
         """Every problem of the targets (names or paths; default: all registered guests)."""
         registered = self.load_all()

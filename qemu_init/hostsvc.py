@@ -1,0 +1,183 @@
+"""The host service ``qemud`` (SPEC §7): start the autostart guests, stop all guests, show them.
+
+Stopping runs guests in parallel (bounded by PARALLEL), dependents before their dependencies,
+so a host shutdown takes about as long as its slowest guest, not the sum of all of them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from .errors import ERROR, QemuInitError
+from .inventory import Inventory
+from .model import Guest
+from .registry import Entry
+
+Say = Callable[[str], None]
+PROGRESS_EVERY = 5.0  # seconds between "waiting for …" lines
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _valid_guests(inventory: Inventory, say: Say) -> Tuple[Dict[str, Tuple[Entry, Guest]], List[str]]:
+    """Registered guests that load, by lower-case name; the names of those that do not."""
+    guests, broken = {}, []
+    for loaded in inventory.load_all():
+        errors = [p for p in loaded.problems if p.level == ERROR]
+        if loaded.guest is None or errors:
+            say(f"{loaded.entry.name}: invalid configuration: {errors[0] if errors else 'cannot be loaded'}")
+            broken.append(loaded.entry.name)
+        else:
+            guests[loaded.guest.name.lower()] = (loaded.entry, loaded.guest)
+    return guests, broken
+
+
+def start_order(autostart: List[str], guests: Dict[str, Tuple[Entry, Guest]]) -> List[str]:
+    """Autostart order with each guest's DEPENDS pulled in before it (depth first)."""
+    order: List[str] = []
+    visiting: Set[str] = set()
+
+    def visit(name: str) -> None:
+        key = name.lower()
+        if key in order or key in visiting:
+            return  # done, or a cycle (`check` reports cycles)
+        visiting.add(key)
+        if key in guests:
+            for dep in guests[key][1].depends:
+                visit(dep)
+        visiting.discard(key)
+        order.append(key)
+
+    for name in autostart:
+        visit(name)
+    return order
+
+
+def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Start the autostart guests in order; one failing guest does not stop the others."""
+    from .runtime import control
+
+    guests, broken = _valid_guests(inventory, say)
+    failed: List[str] = [n for n in broken if n.lower() in {a.lower() for a in inventory.registry.autostart()}]
+    for key in start_order(inventory.registry.autostart(), guests):
+        if key not in guests:
+            if key not in {f.lower() for f in failed}:
+                say(f"{key}: not a registered guest, skipped")
+                failed.append(key)
+            continue
+        entry, guest = guests[key]
+        missing = [d for d in guest.depends if d.lower() in {f.lower() for f in failed}]
+        if missing:
+            say(f"{guest.name}: not started, it depends on {', '.join(missing)}, which failed")
+            failed.append(guest.name)
+            continue
+        gc = inventory.control(entry, guest)
+        if control.status(gc)[0] == 0:
+            say(f"{guest.name}: already running")
+            continue
+        if guest.bootdelay:
+            say(f"{guest.name}: waiting {guest.bootdelay} s (BOOTDELAY)")
+            sleep(guest.bootdelay)
+        try:
+            control.start(gc)
+            say(f"{guest.name}: started")
+        except QemuInitError as exc:
+            say(f"{guest.name}: failed to start: {exc}")
+            failed.append(guest.name)
+    if failed:
+        say("failed: " + " ".join(failed))
+        return 1
+    return 0
+
+
+def stop(inventory: Inventory, say: Say = _say) -> int:
+    """Stop every running registered guest, in parallel, dependents first."""
+    from .runtime import control
+
+    guests, _ = _valid_guests(inventory, say)
+    running = {k: v for k, v in guests.items() if control.status(inventory.control(*v))[0] == 0}
+    if not running:
+        say("no guest is running")
+        return 0
+    # A guest may stop once every running guest that depends on it is down.
+    dependents: Dict[str, Set[str]] = {k: set() for k in running}
+    for key, (_, guest) in running.items():
+        for dep in guest.depends:
+            if dep.lower() in running:
+                dependents[dep.lower()].add(key)
+
+    workers = inventory.host.parallel or len(running)
+    lock = threading.Lock()
+    deadlines: Dict[str, float] = {}
+    failed: List[str] = []
+
+    def stop_one(key: str) -> None:
+        entry, guest = running[key]
+        with lock:
+            deadlines[key] = time.monotonic() + guest.stopdelay
+        control.stop(inventory.control(entry, guest))
+
+    pending = set(running)
+    futures: Dict[Future, str] = {}
+    last_progress = time.monotonic()
+    say(f"stopping {len(running)} guest(s), {workers} at a time: " + " ".join(running[k][1].name for k in sorted(running)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while pending or futures:
+            for key in sorted(pending):
+                if len(futures) >= workers:
+                    break
+                if not dependents[key] & (pending | set(futures.values())):
+                    pending.discard(key)
+                    futures[pool.submit(stop_one, key)] = key
+            done, _ = wait(list(futures), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = futures.pop(future)
+                name = running[key][1].name
+                try:
+                    future.result()
+                    say(f"{name}: stopped")
+                except QemuInitError as exc:
+                    say(f"{name}: could not be stopped: {exc}")
+                    failed.append(name)
+            if futures and time.monotonic() - last_progress >= PROGRESS_EVERY:
+                last_progress = time.monotonic()
+                with lock:
+                    for key in sorted(futures.values()):
+                        left = deadlines.get(key, 0) - time.monotonic()
+                        state = f"{left:.0f} s left" if left > 0 else "forcing it off"
+                        say(f"waiting for {running[key][1].name}: {state}")
+    if failed:
+        say("could not stop: " + " ".join(failed))
+        return 1
+    return 0
+
+
+def status(inventory: Inventory) -> List[List[str]]:
+    """One row per registered guest, in registration order."""
+    from .runtime import control
+
+    auto = {n.lower() for n in inventory.registry.autostart()}
+    rows = []
+    for loaded in inventory.load_all():
+        entry, guest = loaded.entry, loaded.guest
+        autostart = "yes" if entry.name.lower() in auto else "no"
+        if guest is None or any(p.level == ERROR for p in loaded.problems):
+            rows.append([entry.name, "invalid", "-", "-", "-", autostart, "(run qemu-init check)"])
+            continue
+        gc = inventory.control(entry, guest)
+        code, line = control.status(gc)
+        state = {0: "running", 1: "dead", 3: "stopped"}.get(code, "unknown")
+        detail = line.split(": ", 1)[-1]
+        if code == 0 and "paused" in detail:
+            state = "paused"
+        pid = control.pid(gc) if code == 0 and hasattr(control, "pid") else None
+        plan = inventory.plan(entry, guest)
+        rows.append([guest.name, state, str(pid or "-"), plan.vnc if code == 0 else "-",
+                     plan.monitor if code == 0 else "-", autostart, guest.desc])
+    return rows
