@@ -160,7 +160,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
 
 def status(inventory: Inventory) -> List[List[str]]:
     """One row per registered guest, in registration order."""
-    from .runtime import control
+    from .runtime import control, proc
 
     auto = {n.lower() for n in inventory.registry.autostart()}
     rows = []
@@ -176,7 +176,7 @@ def status(inventory: Inventory) -> List[List[str]]:
         detail = line.split(": ", 1)[-1]
         if code == 0 and "paused" in detail:
             state = "paused"
-        pid = control.pid(gc) if code == 0 and hasattr(control, "pid") else None
+        pid = proc.probe(gc.pidfile, gc.name)[1] if code == 0 else None
         plan = inventory.plan(entry, guest)
         rows.append([guest.name, state, str(pid or "-"), plan.vnc if code == 0 else "-",
                      plan.monitor if code == 0 else "-", autostart, guest.desc])

@@ -37,7 +37,7 @@ def test_new_register_list_show_check(tmp_path):
     assert "registered web1 as number 1" in out
     assert (root / "etc/qemu-init/registered").read_text().splitlines()[1:] == [f"1 web1 {vms}"]
     listing = qi(root, "list", check=0).stdout
-    assert "web1" in listing and "stopped" in listing
+    assert "web1" in listing and "not running" in listing
     argv = qi(root, "show", "--argv", "web1", check=0).stdout.splitlines()
     assert argv[:3] == ["qemu-system-x86_64", "-name", "web1,process=qemu-web1"]
     assert qi(root, "check").returncode == 0  # warnings (bridge, user) do not fail

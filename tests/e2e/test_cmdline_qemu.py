@@ -1,0 +1,90 @@
+"""The command line `show` prints is the one real QEMU runs (SPEC §2–§3, issue 2)."""
+
+import json
+import os
+import socket
+import subprocess
+
+import pytest
+from guestkit import qemu_processes, wait_for_line, wait_gone
+from guestkit.qemuinit import host_conf, qi, write_guest
+
+pytestmark = pytest.mark.qemu
+
+
+def qmp(path, command):
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        stream = sock.makefile("rwb")
+        json.loads(stream.readline())
+        for cmd in ("qmp_capabilities", command):
+            stream.write(json.dumps({"execute": cmd}).encode() + b"\n")
+            stream.flush()
+            while True:
+                reply = json.loads(stream.readline())
+                if "event" not in reply:
+                    break
+        return reply
+
+
+def run_shown(root, name):
+    argv = qi(root, "show", "--argv", name, check=0).stdout.splitlines()
+    os.makedirs(root / "run/qemu-init", exist_ok=True)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return argv
+
+
+def test_shown_command_line_runs_in_real_qemu(sandbox, test_guest):
+    root = sandbox / "root"
+    with socket.socket() as probe:  # a free port, so a busy 30320 on this host cannot interfere
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    host_conf(root, f"MONPORT={port}\n")
+    write_guest(sandbox / "vms", "cmd1", rc="DISPLAY=127.0.0.1:33\nMONITOR=inet\n")
+    qi(root, "register", str(sandbox / "vms"), check=0)
+    argv = run_shown(root, "cmd1")
+    pidfile, qmp_sock = root / "run/qemu-init/cmd1.pid", root / "run/qemu-init/cmd1.qmp"
+    pid = int(pidfile.read_text())
+    assert qemu_processes(str(sandbox)) == [pid]
+    cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[:-1]
+    assert [a.decode() for a in cmdline] == argv  # byte for byte what show printed
+    assert cmdline[cmdline.index(b"-name") + 1] == b"cmd1,process=qemu-cmd1"
+    assert qmp_sock.is_socket()
+    assert qmp(str(qmp_sock), "query-status")["return"]["status"] == "running"
+    listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
+    assert f"127.0.0.1:{5900 + 33} " in listening and f"127.0.0.1:{port} " in listening
+    qmp(str(qmp_sock), "quit")
+    assert wait_gone(pid)
+    assert not pidfile.exists() and not qmp_sock.exists()
+
+
+def test_kernel_in_cfg_file_boots_and_prints(sandbox, test_guest):
+    root = sandbox / "root"
+    serial = sandbox / "console.log"
+    write_guest(sandbox / "vms", "boot1", test_guest, kernel_args="qi.echo=hello", serial=serial)
+    qi(root, "register", str(sandbox / "vms"), check=0)
+    run_shown(root, "boot1")
+    assert wait_for_line(serial, "QI-BOOTED boot1", timeout=60)
+    assert wait_for_line(serial, "QI-ECHO hello", timeout=10)
+    qmp(str(root / "run/qemu-init/boot1.qmp"), "system_powerdown")
+    assert wait_for_line(serial, "QI-POWEROFF", timeout=30)
+    pid_gone = not (root / "run/qemu-init/boot1.pid").exists() or wait_gone(
+        int((root / "run/qemu-init/boot1.pid").read_text()))
+    assert pid_gone
+
+
+def test_hostile_disk_path_reaches_qemu_byte_for_byte(sandbox):
+    root, folder = sandbox / "root", sandbox / "vms"
+    odd = folder / "a dir, with $(x) `y` 'q' \"d\"; z"
+    odd.mkdir(parents=True)
+    disk = odd / "disk,1 $HOME.img"
+    disk.write_bytes(b"\0" * 1024 * 1024)
+    write_guest(folder, "odd1", cfg=f"DSK1='{disk}'\n")
+    qi(root, "register", str(folder), check=0)
+    run_shown(root, "odd1")
+    reply = qmp(str(root / "run/qemu-init/odd1.qmp"), "query-block")
+    files = [b["inserted"]["file"] for b in reply["return"] if "inserted" in b]
+    assert str(disk) in files
+    qmp(str(root / "run/qemu-init/odd1.qmp"), "quit")
