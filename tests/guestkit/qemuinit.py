@@ -32,13 +32,15 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
                 kernel_args: str = "", serial: Optional[Path] = None) -> Path:
     """An rc-file (and cfg-file) for a quick test guest; returns the rc-file.
 
-    Software emulation, no VNC, no privilege drop, no network unless ``rc`` says BRIDGE=…,
+    Software emulation, no VNC, monitor on a unix socket, no privilege drop, no network unless ``rc`` says BRIDGE=…,
     STOPDELAY 3 (lower MINSTOPDELAY with host_conf). With ``guest`` it boots the test kernel,
     which powers off on the power button, and its console goes to ``serial`` (default:
     FOLDER/NAME.serial); without it QEMU sits in its BIOS and ignores the button (stubborn).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    defaults = {"KVM": "no", "RUNAS": "", "DISPLAY": "0", "BRIDGE": "none", "RAM": "256M", "STOPDELAY": "3"}
+    # MONITOR=unix: no TCP port that another test (or suite) on this machine may hold.
+    defaults = {"KVM": "no", "RUNAS": "", "DISPLAY": "0", "BRIDGE": "none", "RAM": "256M", "STOPDELAY": "3",
+                "MONITOR": "unix"}
     given = {line.split("=", 1)[0] for line in rc.splitlines() if "=" in line}
     lines = [f"NAME={name}", "TGTARCH=qemu-system-x86_64"]
     lines += [f"{k}={v}" for k, v in defaults.items() if k not in given] + rc.splitlines()

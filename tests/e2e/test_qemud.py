@@ -1,0 +1,111 @@
+"""The host service (SPEC §7, issue 5) with real QEMU guests."""
+
+import os
+import time
+
+import pytest
+from guestkit import qemu_processes, wait_for_line
+from guestkit.qemuinit import host_conf, qi, write_guest
+
+pytestmark = pytest.mark.qemu
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def started_at(root, name):
+    """When the guest's QEMU process started (seconds since boot), from /proc."""
+    pid = int((root / f"run/qemu-init/{name}.pid").read_text())
+    stat = open(f"/proc/{pid}/stat").read()
+    return int(stat.rpartition(")")[2].split()[19]) / TICKS
+
+
+def register(root, folder, *autostart):
+    qi(root, "register", str(folder), check=0)
+    for name in autostart:
+        qi(root, "autostart", "on", name, check=0)
+
+
+def test_start_order_depends_and_bootdelay(sandbox):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "a1")
+    write_guest(vms, "b1", rc="DEPENDS=c1\n")
+    write_guest(vms, "c1", rc="BOOTDELAY=2\n")
+    register(root, vms, "a1", "b1", "c1")
+    proc = qi(root, "qemud", "start", check=0)
+    assert [l.split(":")[0] for l in proc.stdout.splitlines() if l.endswith(": started")] == ["a1", "c1", "b1"]
+    a, b, c = (started_at(root, n) for n in ("a1", "b1", "c1"))
+    assert a < c < b
+    assert c - a >= 2.0  # c1's BOOTDELAY
+    table = qi(root, "qemud", "status", check=0).stdout
+    assert all(f"{n}  running" in table.replace("   ", "  ") or n in table for n in ("a1", "b1", "c1"))
+    assert qi(root, "qemud", "stop", check=0).returncode == 0
+    assert qemu_processes(str(sandbox)) == []
+
+
+def test_stubborn_guests_stop_in_parallel_or_one_by_one(sandbox):
+    root, vms = sandbox / "root", sandbox / "vms"
+    for i in range(1, 5):
+        write_guest(vms, f"s{i}")  # BIOS only: ignores the power button, STOPDELAY 3
+    register(root, vms, "s1", "s2", "s3", "s4")
+
+    host_conf(root, "MINSTOPDELAY=3\n")
+    qi(root, "qemud", "start", check=0)
+    began = time.monotonic()
+    out = qi(root, "qemud", "stop", check=0).stdout
+    parallel = time.monotonic() - began
+    assert qemu_processes(str(sandbox)) == []
+    assert "stopping 4 guest(s), 4 at a time" in out
+
+    host_conf(root, "MINSTOPDELAY=3\nPARALLEL=1\n")
+    qi(root, "qemud", "start", check=0)
+    began = time.monotonic()
+    qi(root, "qemud", "stop", check=0)
+    serial = time.monotonic() - began
+    # Behaviour, with wide margins: together they take about one STOPDELAY, one by one the sum.
+    assert parallel < 3 * 2.5, parallel
+    assert serial >= 4 * 3, serial
+
+
+def test_graceful_guests_do_not_wait_for_a_stubborn_one(sandbox, test_guest):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "stub1", rc="STOPDELAY=12\n")
+    for name in ("good1", "good2"):
+        write_guest(vms, name, test_guest)
+    register(root, vms, "stub1", "good1", "good2")
+    qi(root, "qemud", "start", check=0)
+    for name in ("good1", "good2"):
+        wait_for_line(vms / f"{name}.serial", f"QI-BOOTED {name}", timeout=60)
+    out = qi(root, "qemud", "stop", check=0).stdout.splitlines()
+    stopped = [l.split(":")[0] for l in out if l.endswith(": stopped")]
+    assert stopped[-1] == "stub1" and set(stopped) == {"stub1", "good1", "good2"}
+    assert any(l.startswith("waiting for stub1: ") for l in out)
+    for name in ("good1", "good2"):
+        assert wait_for_line(vms / f"{name}.serial", "QI-POWEROFF", timeout=1)
+
+
+def test_dependents_stop_before_their_dependencies(sandbox):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "db1")
+    write_guest(vms, "app1", rc="DEPENDS=db1\n")
+    register(root, vms, "app1")
+    qi(root, "qemud", "start", check=0)
+    out = qi(root, "qemud", "stop", check=0).stdout.splitlines()
+    assert [l.split(":")[0] for l in out if l.endswith(": stopped")] == ["app1", "db1"]
+
+
+def test_a_failing_guest_does_not_stop_the_others(sandbox):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "ok1")
+    write_guest(vms, "nodisk1", cfg=f"DSK1={vms}/missing.qcow2\n")
+    write_guest(vms, "ok2")
+    register(root, vms, "ok1", "nodisk1", "ok2")
+    proc = qi(root, "qemud", "start", check=1)
+    assert "nodisk1: failed to start:" in proc.stdout and "missing.qcow2" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "failed: nodisk1"
+    assert len(qemu_processes(str(sandbox))) == 2
+    rows = {l.split()[0]: l.split()[1] for l in qi(root, "qemud", "status", check=0).stdout.splitlines()[1:]}
+    assert rows == {"ok1": "running", "nodisk1": "stopped", "ok2": "running"}
+    qi(root, "qemud", "stop", check=0)

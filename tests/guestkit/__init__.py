@@ -1,0 +1,304 @@
+"""Shared fixtures' machinery for tests that boot real QEMU guests (standard library only).
+
+The test guest is a Debian cloud kernel with a busybox initramfs built by ``build-guest.sh``
+next to this file; its ``/init`` is driven by the kernel command line and reports on the serial
+console with ``QI-*`` lines:
+
+==========================  =====================================================================
+kernel parameter            effect (serial console line)
+==========================  =====================================================================
+(always)                    ``QI-ARGS <kernel command line>``, then ``QI-BOOTED <hostname>``
+                            once the power button is watched
+``qi.name=NAME``            sets the hostname
+``qi.ip=ADDR/PREFIX``       loads virtio-net, configures eth0: ``QI-NET-UP ADDR/PREFIX``
+                            (or ``QI-NET-FAIL``)
+``qi.ping=IP1,IP2``         pings each for up to ~20 s: ``QI-PING-OK IP`` / ``QI-PING-FAIL IP``
+``qi.echo=WORD``            ``QI-ECHO WORD``
+(always, last)              ``QI-READY``; a power button press then gives ``QI-POWEROFF`` and
+                            an ACPI power-off (it is obeyed from ``QI-BOOTED`` on)
+==========================  =====================================================================
+
+Guests run under software emulation (TCG): KVM exists on the CI machines but hangs Linux guests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+__all__ = [
+    "QEMU",
+    "TestGuest",
+    "build_test_guest",
+    "cache_dir",
+    "qemu_guest_args",
+    "wait_for_line",
+    "process_alive",
+    "wait_gone",
+    "qemu_processes",
+    "kill_qemu",
+    "short_tempdir",
+    "Netns",
+]
+
+QEMU = "qemu-system-x86_64"
+BUILD_SCRIPT = Path(__file__).with_name("build-guest.sh")
+DEFAULT_CACHE = "/var/cache/qemu-init-tests"
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class TestGuest:
+    """The kernel and initramfs of the test guest."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    kernel: Path
+    initrd: Path
+
+
+def cache_dir() -> Path:
+    """Where build-guest.sh keeps its builds (``$QEMU_INIT_TEST_CACHE`` or the default)."""
+    return Path(os.environ.get("QEMU_INIT_TEST_CACHE") or DEFAULT_CACHE)
+
+
+def _script_hash() -> str:
+    # build-guest.sh names its builds after the first 12 hex digits of its own sha256, so an
+    # edit to the script (and so to the guest's /init) never reuses a stale build.
+    return hashlib.sha256(BUILD_SCRIPT.read_bytes()).hexdigest()[:12]
+
+
+def _complete(build: Path) -> Optional[TestGuest]:
+    guest = TestGuest(kernel=build / "vmlinuz", initrd=build / "initrd.img")
+    return guest if guest.kernel.is_file() and guest.initrd.is_file() else None
+
+
+def build_test_guest() -> TestGuest:
+    """Return the test guest, building it first when the cache holds none for this script.
+
+    The fast path only looks at the cache (no apt): a newer Debian kernel is picked up once the
+    cache is emptied or build-guest.sh changes.
+    """
+    builds = sorted(
+        cache_dir().glob(f"guest-*-{_script_hash()}"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for build in builds:
+        guest = _complete(build)
+        if guest:
+            return guest
+    proc = subprocess.run(
+        ["sh", str(BUILD_SCRIPT), str(cache_dir())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{BUILD_SCRIPT} failed ({proc.returncode}):\n{proc.stderr}")
+    guest = _complete(Path(proc.stdout.strip().splitlines()[-1]))
+    if guest is None:
+        raise RuntimeError(f"{BUILD_SCRIPT} printed {proc.stdout!r} but left no guest there")
+    return guest
+
+
+def qemu_guest_args(
+    name: str,
+    serial_log: PathLike,
+    kernel_cmdline_extra: str = "",
+    *,
+    guest: Optional[TestGuest] = None,
+    memory: str = "256M",
+) -> list[str]:
+    """QEMU options (without the binary) that boot the test guest headless.
+
+    The serial console goes to ``serial_log``; the guest's hostname is ``name``, which is also
+    QEMU's ``-name``. Add ``-qmp``, ``-daemonize``, ``-pidfile``, NICs and so on after these.
+    ``-nodefaults`` means no NIC unless one is given (QEMU would otherwise add a user-mode one).
+    ``panic=-1`` with ``-no-reboot`` turns a guest panic into QEMU exiting.
+    """
+    guest = guest or build_test_guest()
+    append = f"console=ttyS0 panic=-1 qi.name={name}"
+    if kernel_cmdline_extra:
+        append += f" {kernel_cmdline_extra}"
+    return [
+        "-name", name,
+        "-accel", "tcg",
+        "-m", memory,
+        "-nodefaults",
+        "-no-user-config",
+        "-display", "none",
+        "-no-reboot",
+        "-kernel", str(guest.kernel),
+        "-initrd", str(guest.initrd),
+        "-append", append,
+        "-serial", f"file:{serial_log}",
+    ]  # fmt: skip
+
+
+def wait_for_line(path: PathLike, text: str, timeout: float = 30.0) -> str:
+    """Poll the serial log ``path`` until a line contains ``text``; return that line.
+
+    Raises TimeoutError, with the end of the log, when no such line appears in time.
+    """
+    path = Path(path)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            content = path.read_text(errors="replace")
+        except FileNotFoundError:
+            content = ""
+        for line in content.splitlines():
+            if text in line:
+                return line.strip()
+        if time.monotonic() >= deadline:
+            tail = "\n".join(content.splitlines()[-25:])
+            raise TimeoutError(f"no line with {text!r} in {path} after {timeout} s; its end:\n{tail}")
+        time.sleep(0.05)
+
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie counts as gone.
+
+    A daemonized QEMU is reparented to PID 1, which on some machines reaps its children only
+    after a second or more: the process has exited long before /proc/PID disappears.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    """Wait until ``pid`` is no longer alive (see process_alive); False on timeout."""
+    deadline = time.monotonic() + timeout
+    while process_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def qemu_processes(marker: str) -> list[int]:
+    """Pids of live QEMU processes whose command line contains ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if not argv or not os.path.basename(argv[0]).startswith(b"qemu-system"):
+            continue
+        if marker.encode() in b" ".join(argv) and process_alive(int(entry.name)):
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def kill_qemu(marker: str, timeout: float = 10.0) -> list[int]:
+    """SIGKILL every QEMU whose command line contains ``marker``; wait until they are gone.
+
+    Returns the pids that were signalled. Raises RuntimeError if one survives ``timeout``.
+    """
+    pids = qemu_processes(marker)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    survivors = [pid for pid in pids if not wait_gone(pid, timeout)]
+    if survivors:
+        raise RuntimeError(f"QEMU processes {survivors} ({marker}) survived SIGKILL")
+    return pids
+
+
+def short_tempdir(prefix: str = "qi-") -> Path:
+    """A new empty directory such as /tmp/qi-k3j9x_a1.
+
+    Always under /tmp, whatever TMPDIR says: a unix socket path holds at most 107 bytes, and a
+    sandbox root holds sockets a few directories deep.
+    """
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+class Netns:
+    """A throw-away network namespace ``qi-test-<random>`` (needs root).
+
+    ``with Netns() as ns:`` creates it with loopback up; ``ns.run([...])`` runs a command inside;
+    on exit every process inside is killed and the namespace deleted. The host's own network is
+    never touched: build bridges and taps inside with ``ns.run(["ip", ...])``.
+    """
+
+    def __init__(self, name: Optional[str] = None) -> None:
+        self.name = name or f"qi-test-{secrets.token_hex(4)}"
+        self._created = False
+
+    def __enter__(self) -> "Netns":
+        self.create()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def create(self) -> None:
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self._created = True
+        self.run(["ip", "link", "set", "lo", "up"])
+
+    def argv(self, command: Sequence[str]) -> list[str]:
+        """``command`` wrapped to run inside the namespace."""
+        return ["ip", "netns", "exec", self.name, *command]
+
+    def run(self, command: Sequence[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        """subprocess.run inside the namespace; raises on failure with check=True (default)."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("text", True)
+        proc = subprocess.run(self.argv(command), **kwargs)
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"in {self.name}: {' '.join(command)} failed ({proc.returncode}): {proc.stderr or ''}"
+            )
+        return proc
+
+    def popen(self, command: Sequence[str], **kwargs) -> subprocess.Popen:
+        """subprocess.Popen inside the namespace."""
+        return subprocess.Popen(self.argv(command), **kwargs)
+
+    def pids(self) -> list[int]:
+        """Live processes inside the namespace."""
+        proc = subprocess.run(
+            ["ip", "netns", "pids", self.name], stdout=subprocess.PIPE, text=True, check=False
+        )
+        return [int(word) for word in proc.stdout.split() if process_alive(int(word))]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Kill every process inside, then delete the namespace. Safe to call twice."""
+        if not self._created:
+            return
+        deadline = time.monotonic() + timeout
+        # Loop: a process may fork while the first ones are being killed.
+        while True:
+            pids = self.pids()
+            if not pids:
+                break
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"processes {pids} in {self.name} survived SIGKILL")
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for pid in pids:
+                wait_gone(pid, max(0.0, deadline - time.monotonic()))
+        subprocess.run(["ip", "netns", "delete", self.name], check=True)
+        self._created = False
