@@ -25,17 +25,24 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _valid_guests(inventory: Inventory, say: Say) -> Tuple[Dict[str, Tuple[Entry, Guest]], List[str]]:
-    """Registered guests that load, by lower-case name; the names of those that do not."""
-    guests, broken = {}, []
+def _valid_guests(inventory: Inventory) -> Tuple[Dict[str, Tuple[Entry, Guest]], Dict[str, str]]:
+    """Registered guests that load, by lower-case name; and why the others do not."""
+    guests, broken = {}, {}
     for loaded in inventory.load_all():
         errors = [p for p in loaded.problems if p.level == ERROR]
         if loaded.guest is None or errors:
-            say(f"{loaded.entry.name}: invalid configuration: {errors[0] if errors else 'cannot be loaded'}")
-            broken.append(loaded.entry.name)
+            broken[loaded.entry.name.lower()] = str(errors[0]) if errors else "cannot be loaded"
         else:
             guests[loaded.guest.name.lower()] = (loaded.entry, loaded.guest)
     return guests, broken
+
+
+def _fallback_control(inventory: Inventory, entry: Entry):
+    """Enough to stop a guest whose files went bad since it started: paths derive from its name."""
+    from .runtime.control import GuestControl
+    paths, name = inventory.paths, entry.name
+    return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
+                        log=paths.log(name), stopdelay=max(40, inventory.host.minstopdelay))
 
 
 def start_order(autostart: List[str], guests: Dict[str, Tuple[Entry, Guest]]) -> List[str]:
@@ -63,19 +70,18 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
     """Start the autostart guests in order; one failing guest does not stop the others."""
     from .runtime import control
 
-    guests, broken = _valid_guests(inventory, say)
-    failed: List[str] = [n for n in broken if n.lower() in {a.lower() for a in inventory.registry.autostart()}]
+    guests, broken = _valid_guests(inventory)
+    failed: Dict[str, str] = {}  # lower-case name -> name
     for key in start_order(inventory.registry.autostart(), guests):
         if key not in guests:
-            if key not in {f.lower() for f in failed}:
-                say(f"{key}: not a registered guest, skipped")
-                failed.append(key)
+            say(f"{key}: not started: {broken.get(key, 'not a registered guest')}")
+            failed[key] = key
             continue
         entry, guest = guests[key]
-        missing = [d for d in guest.depends if d.lower() in {f.lower() for f in failed}]
+        missing = [d for d in guest.depends if d.lower() in failed]
         if missing:
             say(f"{guest.name}: not started, it depends on {', '.join(missing)}, which failed")
-            failed.append(guest.name)
+            failed[key] = guest.name
             continue
         gc = inventory.control(entry, guest)
         if control.status(gc)[0] == 0:
@@ -89,9 +95,9 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
             say(f"{guest.name}: started")
         except QemuInitError as exc:
             say(f"{guest.name}: failed to start: {exc}")
-            failed.append(guest.name)
+            failed[key] = guest.name
     if failed:
-        say("failed: " + " ".join(failed))
+        say("failed: " + " ".join(failed.values()))
         return 1
     return 0
 
@@ -100,15 +106,19 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest, in parallel, dependents first."""
     from .runtime import control
 
-    guests, _ = _valid_guests(inventory, say)
-    running = {k: v for k, v in guests.items() if control.status(inventory.control(*v))[0] == 0}
+    guests, broken = _valid_guests(inventory)
+    # Guests whose files went bad are stopped all the same: a host shutdown must not lose them.
+    controls = {k: (g.name, inventory.control(e, g), g.depends) for k, (e, g) in guests.items()}
+    controls.update({e.name.lower(): (e.name, _fallback_control(inventory, e), ())
+                     for e in inventory.entries() if e.name.lower() in broken})
+    running = {k: v for k, v in controls.items() if control.status(v[1])[0] == 0}
     if not running:
         say("no guest is running")
         return 0
     # A guest may stop once every running guest that depends on it is down.
     dependents: Dict[str, Set[str]] = {k: set() for k in running}
-    for key, (_, guest) in running.items():
-        for dep in guest.depends:
+    for key, (_, _, depends) in running.items():
+        for dep in depends:
             if dep.lower() in running:
                 dependents[dep.lower()].add(key)
 
@@ -118,15 +128,15 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     failed: List[str] = []
 
     def stop_one(key: str) -> None:
-        entry, guest = running[key]
+        gc = running[key][1]
         with lock:
-            deadlines[key] = time.monotonic() + guest.stopdelay
-        control.stop(inventory.control(entry, guest))
+            deadlines[key] = time.monotonic() + gc.stopdelay
+        control.stop(gc)
 
     pending = set(running)
     futures: Dict[Future, str] = {}
     last_progress = time.monotonic()
-    say(f"stopping {len(running)} guest(s), {workers} at a time: " + " ".join(running[k][1].name for k in sorted(running)))
+    say(f"stopping {len(running)} guest(s), {workers} at a time: " + " ".join(running[k][0] for k in sorted(running)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or futures:
             for key in sorted(pending):
@@ -138,7 +148,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
             done, _ = wait(list(futures), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
                 key = futures.pop(future)
-                name = running[key][1].name
+                name = running[key][0]
                 try:
                     future.result()
                     say(f"{name}: stopped")
@@ -151,7 +161,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
                     for key in sorted(futures.values()):
                         left = deadlines.get(key, 0) - time.monotonic()
                         state = f"{left:.0f} s left" if left > 0 else "forcing it off"
-                        say(f"waiting for {running[key][1].name}: {state}")
+                        say(f"waiting for {running[key][0]}: {state}")
     if failed:
         say("could not stop: " + " ".join(failed))
         return 1

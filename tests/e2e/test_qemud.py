@@ -109,3 +109,18 @@ def test_a_failing_guest_does_not_stop_the_others(sandbox):
     rows = {l.split()[0]: l.split()[1] for l in qi(root, "qemud", "status", check=0).stdout.splitlines()[1:]}
     assert rows == {"ok1": "running", "nodisk1": "stopped", "ok2": "running"}
     qi(root, "qemud", "stop", check=0)
+
+
+def test_a_guest_whose_files_went_bad_is_still_stopped(sandbox, test_guest):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    rc = write_guest(vms, "bad1", test_guest)
+    register(root, vms, "bad1")
+    qi(root, "qemud", "start", check=0)
+    wait_for_line(vms / "bad1.serial", "QI-BOOTED bad1", timeout=60)
+    rc.write_text(rc.read_text() + "RAM=lots\n")  # broken while it runs
+    assert "bad1" in qi(root, "qemud", "status", check=0).stdout
+    out = qi(root, "qemud", "stop", check=0, timeout=120).stdout
+    assert "bad1: stopped" in out
+    assert wait_for_line(vms / "bad1.serial", "QI-POWEROFF", timeout=1)  # cleanly, by the power button
+    assert qemu_processes(str(sandbox)) == []
