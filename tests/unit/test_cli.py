@@ -129,3 +129,17 @@ def test_internal_errors_are_one_line(tmp_path):
     (root / "etc/qemu-init/registered").write_text("garbage\n")
     proc = qi(root, "list", check=1)
     assert proc.stderr.strip() == f"qemu-init: {root}/etc/qemu-init/registered:1: not NUMBER NAME FOLDER: 'garbage'"
+
+
+def test_check_warns_when_stopdelays_cannot_fit_the_shutdown_budget(tmp_path):
+    root = tmp_path / "root"
+    for name in ("a1", "b1", "c1", "d1"):
+        guest(tmp_path / "vms", name, "STOPDELAY=60\n")
+    qi(root, "register", str(tmp_path / "vms"), check=0)
+    # All at once: 60 s + forced steps fit FreeBSD's 90 s.
+    assert "PARALLEL" not in qi(root, "check", "--init", "bsd", check=0).stderr
+    (root / "etc/qemu-init/qemu-init.conf").write_text("PARALLEL=2\n")
+    proc = qi(root, "check", "--init", "bsd", check=0)  # a warning does not fail
+    assert (f"{root}/etc/qemu-init/qemu-init.conf: PARALLEL: warning: stopping 4 guests (PARALLEL=2) can take"
+            " 140 s, but FreeBSD's rc.shutdown gives 90 s (rcshutdown_timeout)") in proc.stderr
+    assert "PARALLEL" not in qi(root, "check", "--init", "sysv", check=0).stderr  # 140 s < 5 minutes
