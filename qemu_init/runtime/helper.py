@@ -1,0 +1,168 @@
+"""``qemu-init-helper``: the lean command the generated init scripts call.
+
+    qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L [--stopdelay N] [--rcfile F]
+        [--source PATH=SHA256]... [--precmd CMD] [--postcmd CMD] [--tap IF]... [--vnc TEXT]
+        [--monitor TEXT] -- QEMU_ARGV...
+    qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --stopdelay N [--timeout S]
+        [--force] [--tap IF]... [--quiet]
+    qemu-init-helper status NAME --pidfile P --qmp S [--vnc TEXT] [--monitor TEXT]   (exit: LSB)
+    qemu-init-helper monitor NAME --qmp S [COMMAND...]
+
+Everything arrives on the command line: the helper never reads guest configuration, so what the
+admin reads in the script is exactly what runs. ``--debug`` (anywhere before ``--``) shows the
+traceback of an internal error. Standard library only, heavy modules imported late: this runs at
+every boot, shutdown and status.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional, Sequence
+
+from ..errors import QemuInitError
+
+_METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L"}
+
+
+def _seconds(text: str) -> float:
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+    return value
+
+
+def _source(text: str) -> tuple:
+    import argparse
+    path, sep, digest = text.rpartition("=")
+    if not sep or not path or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+        raise argparse.ArgumentTypeError(f"expected PATH=SHA256, got {text!r}")
+    return path, digest.lower()
+
+
+def _parser():  # type: ignore[no-untyped-def]
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="qemu-init-helper", description="Start, stop and query one QEMU guest (called by "
+        "the init scripts qemu-init generates).", epilog="--debug: show the traceback of an "
+        "internal error. QEMU's command line follows '--' (start only).")
+    parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    def action(name: str, help: str, *options: str):  # type: ignore[no-untyped-def]
+        p = actions.add_parser(name, help=help, description=help)
+        p.add_argument("name", metavar="NAME", help="the guest (QEMU -name)")
+        for option in options:
+            p.add_argument(f"--{option}", required=True, metavar=_METAVARS[option])
+        return p
+
+    start = action("start", "start the guest unless it runs", "pidfile", "qmp", "lock", "log")
+    start.add_argument("--stopdelay", type=_seconds, default=40.0, metavar="N",
+                       help="the guest's STOPDELAY (bounds the wait for a running stop)")
+    start.add_argument("--rcfile", default="", metavar="F", help="rc-file whose ownership gates PRECMD/POSTCMD")
+    start.add_argument("--source", type=_source, action="append", default=[], metavar="PATH=SHA256",
+                       help="a file the script was made from; warn if it changed")
+    start.add_argument("--precmd", default="", metavar="CMD", help="run with /bin/sh -c before QEMU")
+    start.add_argument("--postcmd", default="", metavar="CMD", help="run with /bin/sh -c once QEMU runs")
+
+    stop = action("stop", "stop the guest: power button, then quit, SIGTERM, SIGKILL",
+                  "pidfile", "qmp", "lock", "log")
+    stop.add_argument("--stopdelay", type=_seconds, required=True, metavar="N",
+                      help="seconds the guest may take to power down")
+    stop.add_argument("--timeout", type=_seconds, metavar="S", help="wait S seconds instead of STOPDELAY")
+    stop.add_argument("--force", action="store_true", help="skip the power button")
+    stop.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+    status = action("status", "one line of status; the exit code is LSB's", "pidfile", "qmp")
+
+    mon = action("monitor", "a human monitor command, or a session without one", "qmp")
+    mon.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
+
+    for p in (start, stop):
+        p.add_argument("--tap", action="append", default=[], metavar="IF",
+                       help="tap interface to delete after the guest stopped")
+    for p in (start, status):
+        p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
+        p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
+    return parser
+
+
+def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
+    from . import control
+
+    if args.action == "monitor":
+        gc = control.GuestControl(name=args.name, qmp=args.qmp)
+        words = list(args.command) + rest
+        return control.monitor(gc, " ".join(words) if words else None)
+
+    gc = control.GuestControl(
+        name=args.name, pidfile=args.pidfile, qmp=args.qmp,
+        lock=getattr(args, "lock", ""), log=getattr(args, "log", ""),
+        stopdelay=getattr(args, "stopdelay", 40.0),
+        taps=tuple(getattr(args, "tap", ())), precmd=getattr(args, "precmd", ""),
+        postcmd=getattr(args, "postcmd", ""), rcfile=getattr(args, "rcfile", ""),
+        sources=tuple(getattr(args, "source", ())), argv=tuple(rest),
+        vnc=getattr(args, "vnc", ""), monitor=getattr(args, "monitor", ""))
+    if args.action == "status":
+        code, line = control.status(gc)
+        print(line)
+        return code
+    if args.action == "start":
+        return control.start(gc)
+
+    def progress(step) -> None:  # type: ignore[no-untyped-def]
+        print(f"{gc.name}: {step}", flush=True)
+
+    return control.stop(gc, timeout=args.timeout, force=args.force,
+                        progress=None if args.quiet else progress)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: List[str] = []
+    if "--" in argv:  # QEMU's argv goes through untouched, options and all
+        cut = argv.index("--")
+        argv, rest = argv[:cut], argv[cut + 1:]
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = _parser()
+    # known_args: "monitor NAME --qmp S info status" puts the command words after an option,
+    # which plain parse_args refuses
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.action != "monitor":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    rest = extra + rest
+    if rest and args.action not in ("start", "monitor"):
+        print(f"qemu-init-helper {args.action}: unexpected arguments after '--'", file=sys.stderr)
+        return 2
+    name = args.name
+    try:
+        return _run(args, rest)
+    except QemuInitError as e:
+        message = " ".join(str(e).split("\n"))
+        print(f"qemu-init: {name}: {message}", file=sys.stderr)
+        return int(getattr(e, "exit_code", 1))
+    except OSError as e:  # the host refused something (permissions, a missing folder)
+        import errno
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"qemu-init: {name}: {where}{e.strerror or e}", file=sys.stderr)
+        return 4 if e.errno in (errno.EACCES, errno.EPERM) else 1
+    except KeyboardInterrupt:
+        print(f"qemu-init: {name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug: one line, unless asked for the traceback
+        if debug:
+            import traceback
+            traceback.print_exc()
+        else:
+            print(f"qemu-init: {name}: internal error: {type(e).__name__}: {e} "
+                  "(run with --debug for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Pid files and process identity: nothing is ever signalled unless proven to be this guest.
+
+A pid file can outlive its QEMU (SIGKILL, host crash, ``-runas`` QEMU unable to unlink it) and
+its pid can be reused by anything. So a pid counts as guest NAME only if ``/proc/<pid>/cmdline``
+is a QEMU (argv[0] basename starts with ``qemu``) whose ``-name`` is NAME.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal as _signal
+from typing import List, Optional, Tuple
+
+# What a pid file tells about guest NAME (see probe()).
+ABSENT = "absent"    # no pid file
+BADFILE = "bad"      # a pid file without a pid in it
+DEAD = "dead"        # the pid is not running (or a zombie)
+FOREIGN = "foreign"  # the pid runs, but it is not this guest: a stale pid file
+GUEST = "guest"      # the pid is this guest's QEMU
+
+
+def read_pidfile(path: str) -> Optional[int]:
+    """The pid in ``path``; None if there is no such file. ValueError if it holds no pid;
+    PermissionError and other OSErrors propagate (the caller reports "unknown")."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(64).strip()
+    except FileNotFoundError:
+        return None
+    if not text.isdigit() or int(text) <= 0:
+        raise ValueError(f"{path}: no pid in pid file")
+    return int(text)
+
+
+def _read_proc(pid: int, entry: str) -> Optional[bytes]:
+    try:
+        with open(f"/proc/{pid}/{entry}", "rb") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def running(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie (a killed QEMU whose parent has not reaped it
+    yet is gone for our purposes)."""
+    stat = _read_proc(pid, "stat")
+    if stat is None:
+        return False
+    # "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ")".
+    state = stat.rpartition(b")")[2].split()[:1]
+    return state not in ([b"Z"], [b"X"], [])
+
+
+def cmdline(pid: int) -> Optional[List[str]]:
+    """argv of ``pid``; None if it does not exist; PermissionError propagates."""
+    raw = _read_proc(pid, "cmdline")
+    if raw is None:
+        return None
+    return [os.fsdecode(a) for a in raw.split(b"\0")[:-1]] if raw else []
+
+
+def _first_field(value: str) -> str:
+    """First field of a QEMU option value; ``,,`` is an escaped comma, not a separator."""
+    out, i = [], 0
+    while i < len(value):
+        if value[i] == ",":
+            if value[i + 1:i + 2] != ",":
+                break
+            i += 1
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+def guest_name(argv: List[str]) -> Optional[str]:
+    """The guest name a QEMU command line carries (``-name NAME,…`` or ``-name guest=NAME,…``),
+    or None if argv is not a QEMU with a name. The last ``-name`` wins, as in QEMU."""
+    if not argv or not os.path.basename(argv[0]).startswith("qemu"):
+        return None
+    name = None
+    for i, arg in enumerate(argv[1:], 1):
+        if arg in ("-name", "--name") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(("-name=", "--name=")):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        name = _first_field(value)
+        if name.startswith("guest="):
+            name = name[len("guest="):]
+    return name
+
+
+def is_guest(pid: int, name: str) -> bool:
+    """True only if ``pid`` runs and is QEMU for guest ``name``."""
+    if not running(pid):
+        return False
+    argv = cmdline(pid)
+    return argv is not None and guest_name(argv) == name
+
+
+def probe(pidfile: str, name: str) -> Tuple[str, Optional[int]]:
+    """(ABSENT|BADFILE|DEAD|FOREIGN|GUEST, pid). Permission problems raise PermissionError."""
+    try:
+        pid = read_pidfile(pidfile)
+    except ValueError:
+        return BADFILE, None
+    if pid is None:
+        return ABSENT, None
+    if not running(pid):
+        return DEAD, pid
+    return (GUEST if is_guest(pid, name) else FOREIGN), pid
+
+
+class GuestProcess:
+    """A process proven to be guest ``name``: the only thing the stop machine may signal.
+
+    Where the kernel offers pidfds (Linux 5.3), the process is pinned by one opened *before* the
+    identity check, so a pid recycled later is never signalled and never mistaken for alive.
+    Without pidfds, identity is checked again right before every signal.
+    """
+
+    def __init__(self, pid: int, name: str):
+        self.pid = pid
+        self.name = name
+        self._fd: Optional[int] = None
+        try:
+            self._fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            pass
+        if not is_guest(pid, name):
+            self.close()
+            raise ProcessLookupError(f"pid {pid} is not guest {name}")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def alive(self) -> bool:
+        if self._fd is not None:
+            # a pidfd turns readable when the process has exited (zombie included)
+            return not select.select([self._fd], [], [], 0)[0]
+        return is_guest(self.pid, self.name)
+
+    def signal(self, sig: int) -> bool:
+        """Send ``sig``; False if the process is already gone."""
+        try:
+            if self._fd is not None:
+                _signal.pidfd_send_signal(self._fd, sig)  # type: ignore[attr-defined]
+            elif is_guest(self.pid, self.name):
+                os.kill(self.pid, sig)
+            else:
+                return False
+        except ProcessLookupError:
+            return False
+        return True

@@ -1,0 +1,126 @@
+"""The stop state machine: POWERDOWN (resent) -> QUIT -> TERM -> KILL -> GONE.
+
+Only logic lives here. The process (``alive()``, ``signal(sig)``) and the QMP command sender are
+passed in, so unit tests drive every corner with fakes and the real ones stay in proc/control.
+All waiting runs on ``time.monotonic()`` deadlines; every QMP step has a short deadline of its own,
+so a control socket that accepts but never answers only delays the machine, never stops it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from ..errors import GuestError, QMPConnectError, QMPError
+
+POWERDOWN, QUIT, TERM, KILL, GONE = "POWERDOWN", "QUIT", "TERM", "KILL", "GONE"
+
+
+@dataclass(frozen=True)
+class Timing:
+    resend: float = 2.5       # guests ignore the power button while booting: press it again
+    quit_wait: float = 3.0    # QEMU needs a moment to flush disks and exit after `quit`
+    term_wait: float = 3.0
+    kill_wait: float = 2.0
+    qmp_timeout: float = 1.0  # per QMP attempt, connect included (a healthy QEMU takes ~1 ms)
+    poll: float = 0.1
+
+    @property
+    def forced(self) -> float:
+        """The longest a stop takes after its grace period (QUIT, TERM, KILL): what init
+        systems' stop timeouts must allow for beyond STOPDELAY."""
+        return self.qmp_timeout + self.quit_wait + self.term_wait + self.kill_wait + self.poll
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: str
+    elapsed: float  # seconds since the machine started
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.state} at {self.elapsed:.1f} s: {self.why}"
+
+
+def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
+        qmp: Callable[[str, float], object], grace: float, force: bool = False,
+        timing: Timing = Timing(), report: Optional[Callable[[Transition], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep) -> List[Transition]:
+    """Stop one guest; returns the transitions, the last one GONE.
+
+    ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure.
+    ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
+    ``force`` skips the power button. Raises GuestError if the process survives SIGKILL.
+    """
+    start = clock()
+    path: List[Transition] = []
+
+    def enter(state: str, why: str) -> None:
+        step = Transition(state, clock() - start, why)
+        path.append(step)
+        if report is not None:
+            report(step)
+
+    def gone_within(seconds: float) -> bool:
+        deadline = clock() + seconds
+        while alive():
+            left = deadline - clock()
+            if left <= 0:
+                return False
+            sleep(min(timing.poll, left))
+        return True
+
+    def send(command: str, timeout: float) -> Optional[QMPError]:
+        try:
+            qmp(command, timeout)
+        except QMPError as e:
+            return e
+        return None
+
+    if force:
+        why = "forced"
+    else:
+        enter(POWERDOWN, f"pressing the power button, waiting up to {grace:g} s")
+        deadline, next_press, why = start + grace, clock(), f"still running after {grace:g} s"
+        presses = 0
+        while alive():
+            now = clock()
+            if now >= deadline:
+                break
+            if now >= next_press:
+                # never past the deadline: a press must not eat into the forced steps
+                error = send("system_powerdown", min(timing.qmp_timeout, deadline - now))
+                if isinstance(error, QMPConnectError):
+                    # no listener at all: nobody can ask this guest to power down, so waiting
+                    # out the grace period would only delay the inevitable
+                    why = f"control socket unavailable ({error})"
+                    break
+                presses += error is None
+                next_press = clock() + timing.resend
+            sleep(max(0.0, min(timing.poll, deadline - clock(), next_press - clock())))
+        if not alive():  # also when QEMU hung up on us because the guest was powering off
+            enter(GONE, f"powered down ({presses} press{'es' if presses != 1 else ''})")
+            return path
+
+    enter(QUIT, why)
+    error = send("quit", timing.qmp_timeout)
+    # QEMU may exit before its reply to `quit` is read: a failed send still gets a short wait
+    if gone_within(timing.quit_wait if error is None else min(timing.quit_wait, 0.5)):
+        enter(GONE, "quit")
+        return path
+
+    enter(TERM, f"QMP quit failed ({error})" if error else f"still running {timing.quit_wait:g} s after quit")
+    send_signal(signal.SIGTERM)
+    if gone_within(timing.term_wait):
+        enter(GONE, "terminated")
+        return path
+
+    enter(KILL, f"still running {timing.term_wait:g} s after SIGTERM")
+    send_signal(signal.SIGKILL)
+    if gone_within(timing.kill_wait):
+        enter(GONE, "killed")
+        return path
+    raise GuestError(f"still running {timing.kill_wait:g} s after SIGKILL (stuck in the kernel?)")

@@ -1,0 +1,428 @@
+"""The runtime helper against a real QEMU, driven through its command line like an init script.
+
+The "stubborn" guest has no kernel and no disk: it sits in the BIOS and ignores the power
+button, which is exactly what a stop has to cope with. Every QEMU a test starts carries the test's
+folder (/tmp/qi-XXXXXX) in its command line; the fixture kills whatever carries it, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from typing import List
+
+import pytest
+
+from qemu_init.runtime import proc
+
+QEMU = shutil.which("qemu-system-x86_64")
+pytestmark = [pytest.mark.qemu,
+              pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")]
+
+
+def needs_root(test):  # type: ignore[no-untyped-def]
+    return pytest.mark.root(pytest.mark.skipif(os.geteuid() != 0, reason="needs root")(test))
+
+
+HELPER = [sys.executable, "-m", "qemu_init.runtime.helper"]
+
+
+def helper(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run([*HELPER, *args], capture_output=True, text=True, **kwargs)
+
+
+def marked(marker: str, qemu_only: bool = False) -> List[int]:
+    """Running (not zombie) processes whose command line contains ``marker``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            argv = proc.cmdline(int(entry))
+        except OSError:
+            continue
+        if argv and any(marker in a for a in argv) and proc.running(int(entry)):
+            if not qemu_only or os.path.basename(argv[0]).startswith("qemu"):
+                pids.append(int(entry))
+    return pids
+
+
+def kill_marked(marker: str) -> None:
+    for _ in range(50):
+        pids = marked(marker)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"processes survive SIGKILL: {marked(marker)}")
+
+
+def reap_qemu_zombies() -> None:
+    """Reap the QEMUs we adopted (see ``adopt_orphans``) once they have exited."""
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                text = f.read()
+        except (OSError, ValueError):
+            continue
+        comm = text[text.find("(") + 1:text.rfind(")")]
+        state, ppid = text[text.rfind(")") + 2:].split()[:2]
+        if state == "Z" and int(ppid) == os.getpid() and comm.startswith("qemu"):
+            try:
+                os.waitpid(int(entry), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def adopt_orphans():
+    """Become the reaper of orphaned QEMUs (PR_SET_CHILD_SUBREAPER): the init of some containers
+    reaps lazily, and `pgrep qemu` would list their zombies for a while after the tests."""
+    import ctypes
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    adopted = prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    yield
+    if adopted:
+        prctl(36, 0, 0, 0, 0)
+        reap_qemu_zombies()
+
+
+class Guest:
+    """One test guest (the stubborn one unless ``boot`` says otherwise) and the helper command
+    lines its init script would run."""
+
+    def __init__(self, folder: str, boot: tuple = ()):
+        self.dir = folder
+        self.boot = boot  # QEMU options that boot something; none: the stubborn BIOS guest
+        self.serial = ""  # its console, if it has one
+        self.name = "e2e" + secrets.token_hex(3) + "x"  # letters and digits, not ending in 0
+        self.pidfile = f"{folder}/run/{self.name}.pid"
+        self.qmp = f"{folder}/run/{self.name}.qmp"
+        self.lock = f"{folder}/lock/{self.name}.lock"
+        self.log = f"{folder}/log/{self.name}.log"
+
+    def argv(self, daemon: bool = True, extra: tuple = ()) -> List[str]:
+        machine = self.boot or ("-accel", "tcg", "-display", "none", "-nodefaults", "-name", self.name,
+                                "-m", "64")
+        return [QEMU, *machine, *(["-daemonize"] if daemon else []), "-pidfile", self.pidfile,
+                "-qmp", f"unix:{self.qmp},server=on,wait=off", *extra]
+
+    def start_args(self, *options: str, daemon: bool = True, extra: tuple = ()) -> List[str]:
+        return ["start", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, "--lock", self.lock,
+                "--log", self.log, *options, "--", *self.argv(daemon, extra)]
+
+    def stop_args(self, *options: str, stopdelay: int = 40) -> List[str]:
+        return ["stop", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, "--lock", self.lock,
+                "--log", self.log, "--stopdelay", str(stopdelay), *options]
+
+    def start(self, *options: str, daemon: bool = True, extra: tuple = ()):
+        return helper(*self.start_args(*options, daemon=daemon, extra=extra))
+
+    def stop(self, *options: str, stopdelay: int = 40):
+        return helper(*self.stop_args(*options, stopdelay=stopdelay))
+
+    def status(self, *options: str):
+        return helper("status", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, *options)
+
+    def pid(self) -> int:
+        with open(self.pidfile) as f:
+            return int(f.read())
+
+    def qemus(self) -> List[int]:
+        return marked(self.dir, qemu_only=True)
+
+    def logtext(self) -> str:
+        with open(self.log) as f:
+            return f.read()
+
+
+@pytest.fixture
+def guest():
+    folder = tempfile.mkdtemp(prefix="qi-", dir="/tmp")  # short: unix socket paths < 108 bytes
+    try:
+        yield Guest(folder)
+    finally:
+        kill_marked(folder)
+        reap_qemu_zombies()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def started(guest: Guest, *options: str, **kwargs) -> int:
+    result = guest.start(*options, **kwargs)
+    assert result.returncode == 0, result.stderr
+    return guest.pid()
+
+
+def wait_gone(pid: int, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while proc.running(pid):
+        assert time.monotonic() < deadline, f"pid {pid} still running"
+        time.sleep(0.05)
+
+
+# -- stop --------------------------------------------------------------------------------------
+
+def test_stubborn_guest_is_forced_off_soon_after_the_timeout(guest):
+    pid = started(guest)
+    status = guest.status("--vnc", "127.0.0.1:5901", "--monitor", "tcp 127.0.0.1:30320")
+    assert status.returncode == 0
+    assert status.stdout.strip() == (f"{guest.name}: running (pid {pid}, vnc 127.0.0.1:5901, "
+                                      "monitor tcp 127.0.0.1:30320)")
+
+    began = time.monotonic()
+    stopping = subprocess.Popen([*HELPER, *guest.stop_args("--timeout", "3")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    status = guest.status()  # the stop does not hog QEMU's one QMP connection
+    assert status.returncode == 0 and status.stdout.startswith(f"{guest.name}: running (pid {pid})")
+    stdout, stderr = stopping.communicate(timeout=60)
+    took = time.monotonic() - began
+    assert stopping.returncode == 0, stderr
+    assert 3 <= took < 3 + 4, stdout
+    states = [line.split()[1] for line in stdout.splitlines()]
+    assert states == ["POWERDOWN", "QUIT", "GONE"], stdout  # QEMU 7.2 honours quit
+    assert not proc.running(pid)
+    assert not os.path.exists(guest.pidfile) and not os.path.exists(guest.qmp)
+    assert "stop: QUIT at 3.0 s: still running after 3 s" in guest.logtext()
+    assert guest.status().returncode == 3
+
+
+def test_sigkilled_guest_is_dead_then_start_cleans_up_and_starts_again(guest):
+    pid = started(guest)
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    assert os.path.exists(guest.pidfile) and os.path.exists(guest.qmp)  # left behind
+
+    status = guest.status()
+    assert status.returncode == 1
+    assert status.stdout.strip() == f"{guest.name}: dead, but pid file {guest.pidfile} exists (pid {pid})"
+
+    new = started(guest)
+    assert new != pid and guest.qemus() == [new]
+    assert guest.status().returncode == 0
+    assert f"removed {guest.pidfile}, {guest.qmp}" in guest.logtext()
+
+
+def test_stop_of_a_sigkilled_guest_cleans_up(guest):
+    pid = started(guest)
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid)
+    result = guest.stop()
+    assert result.returncode == 0, result.stderr
+    assert not os.path.exists(guest.pidfile) and not os.path.exists(guest.qmp)
+
+
+def test_pid_file_naming_an_unrelated_process_is_never_acted_on(guest):
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        os.makedirs(os.path.dirname(guest.pidfile))
+        with open(guest.pidfile, "w") as f:
+            f.write(f"{sleeper.pid}\n")
+        status = guest.status()
+        assert status.returncode == 1 and "stale pid file" in status.stdout
+
+        result = guest.stop("--timeout", "1")
+        assert result.returncode == 0, result.stderr
+        time.sleep(0.2)
+        assert sleeper.poll() is None, "stop signalled an unrelated process"
+
+        with open(guest.pidfile, "w") as f:
+            f.write(f"{sleeper.pid}\n")
+        pid = started(guest)  # a stale pid file does not block a start either
+        assert pid != sleeper.pid and sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_ten_concurrent_starts_make_exactly_one_qemu(guest):
+    starts = [subprocess.Popen([*HELPER, *guest.start_args()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(10)]
+    outputs = [p.communicate(timeout=120) for p in starts]
+    assert [p.returncode for p in starts] == [0] * 10, [err for _, err in outputs]
+    assert len(guest.qemus()) == 1
+    pid = guest.pid()
+    assert sum(out.strip() == f"{guest.name} is already running (pid {pid})" for out, _ in outputs) == 9
+    assert guest.logtext().count("started (pid") == 1
+
+
+# -- status, monitor, files --------------------------------------------------------------------
+
+def test_monitor_one_shot_and_session(guest):
+    started(guest)
+    result = helper("monitor", guest.name, "--qmp", guest.qmp, "info", "status")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "VM status: running\n"
+
+    session = helper("monitor", guest.name, "--qmp", guest.qmp, input="stop\ninfo status\nexit\ninfo name\n")
+    assert session.returncode == 0, session.stderr
+    assert session.stdout == "VM status: paused\n"  # nothing after "exit" ran
+    status = guest.status()
+    assert status.returncode == 0 and status.stdout.startswith(f"{guest.name}: paused (pid ")
+
+    assert helper("monitor", guest.name, "--qmp", guest.qmp, "cont").returncode == 0
+    assert guest.status().stdout.startswith(f"{guest.name}: running (pid ")
+
+
+def test_monitor_of_a_stopped_guest_is_one_clear_line(guest):
+    result = helper("monitor", guest.name, "--qmp", guest.qmp, "info", "status")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"qemu-init: {guest.name}: ")
+
+
+@needs_root
+def test_control_files_are_root_owned_and_not_writable_by_others(guest):
+    started(guest)
+    for path in (guest.pidfile, guest.qmp, guest.lock, guest.log):
+        st = os.stat(path)
+        assert st.st_uid == 0, path
+        assert not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH), f"{path}: {st.st_mode:o}"
+    assert stat.S_ISSOCK(os.stat(guest.qmp).st_mode)
+    assert not os.stat(guest.qmp).st_mode & stat.S_IRWXO  # nobody else may even connect
+
+
+def test_changed_source_is_a_warning_not_a_failure(guest):
+    rc = f"{guest.dir}/{guest.name}-qemud.rc"
+    with open(rc, "w") as f:
+        f.write(f"NAME={guest.name}\n")
+    result = guest.start("--source", f"{rc}={'0' * 64}")
+    assert result.returncode == 0, result.stderr
+    assert f"{rc}: changed since the script was generated; regenerate" in result.stderr
+
+
+# -- QEMU's own failures, and QEMU without -daemonize ------------------------------------------
+
+@pytest.mark.parametrize("daemon", [True, False], ids=["daemonize", "foreground"])
+def test_qemu_error_is_reported_in_one_line_and_logged(guest, daemon):
+    result = guest.start(daemon=daemon, extra=("-no-such-option",))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "-no-such-option: invalid option" in result.stderr
+    assert "-no-such-option: invalid option" in guest.logtext()
+    assert guest.qemus() == [] and not os.path.exists(guest.pidfile)
+
+
+def test_foreground_qemu_is_detached_by_the_helper(guest):
+    began = time.monotonic()
+    pid = started(guest, daemon=False)
+    assert time.monotonic() - began < 30
+    assert os.getsid(pid) == pid  # its own session: no controlling terminal, survives the script
+    assert os.readlink(f"/proc/{pid}/fd/2") == guest.log
+    assert guest.status().returncode == 0
+    result = guest.stop("--force")
+    assert result.returncode == 0, result.stderr
+    wait_gone(pid)
+
+
+# -- PRECMD / POSTCMD --------------------------------------------------------------------------
+
+def _hooks(guest: Guest, mode: int):
+    rc = f"{guest.dir}/{guest.name}-qemud.rc"
+    with open(rc, "w") as f:
+        f.write(f"NAME={guest.name}\n")
+    os.chmod(rc, mode)
+    order = f"{guest.dir}/order"
+    pre = f"if [ -e {guest.pidfile} ]; then echo pre running; else echo pre stopped; fi >> {order}"
+    post = f"echo post $(cat {guest.pidfile}) >> {order}"
+    return rc, order, ("--rcfile", rc, "--precmd", pre, "--postcmd", post)
+
+
+@needs_root
+def test_precmd_and_postcmd_run_in_order_from_a_root_owned_rcfile(guest):
+    rc, order, options = _hooks(guest, 0o644)
+    pid = started(guest, *options)
+    with open(order) as f:
+        assert f.read().splitlines() == ["pre stopped", f"post {pid}"]
+
+
+@needs_root
+@pytest.mark.parametrize("mode", [0o664, 0o666])
+def test_precmd_is_refused_from_a_writable_rcfile(guest, mode):
+    rc, order, options = _hooks(guest, mode)
+    result = guest.start(*options)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and rc in result.stderr and "refusing" in result.stderr
+    assert not os.path.exists(order), "PRECMD ran"
+    assert guest.qemus() == []
+
+
+# -- RUNAS -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def system_user():
+    name = "qi" + secrets.token_hex(4)
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                   check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", name], check=False)
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("useradd") is None, reason="no useradd")
+def test_runas_drops_privileges_and_stop_still_cleans_up(system_user, guest):
+    pid = started(guest, extra=("-runas", system_user.pw_name))
+    with open(f"/proc/{pid}/status") as f:
+        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+    assert uids == [str(system_user.pw_uid)] * 4  # real, effective, saved, filesystem
+    assert os.stat(guest.pidfile).st_uid == 0 and os.stat(guest.qmp).st_uid == 0
+    result = guest.stop("--timeout", "1")
+    assert result.returncode == 0, result.stderr
+    wait_gone(pid)
+    # QEMU, no longer root, cannot remove its pid file and socket: the helper does
+    assert not os.path.exists(guest.pidfile) and not os.path.exists(guest.qmp)
+
+
+# -- a guest that obeys the power button (tests/guestkit) --------------------------------------
+
+def _booting(test_guest, sandbox) -> Guest:
+    import guestkit  # tests/conftest.py puts it on the path
+    guest = Guest(str(sandbox))
+    guest.serial = f"{sandbox}/serial"
+    guest.boot = tuple(guestkit.qemu_guest_args(guest.name, guest.serial, guest=test_guest))
+    return guest
+
+
+def test_graceful_guest_stops_in_seconds_not_stopdelay(test_guest, sandbox):
+    import guestkit
+    guest = _booting(test_guest, sandbox)
+    pid = started(guest)
+    guestkit.wait_for_line(guest.serial, "QI-READY", timeout=120)
+    began = time.monotonic()
+    result = guest.stop(stopdelay=120)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - began < 15
+    assert [line.split()[1] for line in result.stdout.splitlines()] == ["POWERDOWN", "GONE"], result.stdout
+    assert "powered down (1 press)" in result.stdout
+    guestkit.wait_for_line(guest.serial, "QI-POWEROFF", timeout=1)
+    assert not proc.running(pid)
+    assert not os.path.exists(guest.pidfile) and not os.path.exists(guest.qmp)
+
+
+def test_guest_stopped_while_booting_powers_down_thanks_to_resends(test_guest, sandbox):
+    """The button pressed right after the start is lost (the guest's kernel is not even up):
+    only a later press, once it watches the button, shuts it down, cleanly."""
+    import guestkit
+    guest = _booting(test_guest, sandbox)
+    started(guest)
+    result = guest.stop(stopdelay=120)
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[1] for line in result.stdout.splitlines()] == ["POWERDOWN", "GONE"], result.stdout
+    presses = int(result.stdout.split("powered down (")[1].split()[0])
+    assert presses >= 2, result.stdout
+    guestkit.wait_for_line(guest.serial, "QI-BOOTED", timeout=1)
+    guestkit.wait_for_line(guest.serial, "QI-POWEROFF", timeout=1)

@@ -1,0 +1,318 @@
+"""The stop state machine, driven by a fake process and a fake QMP server (fakeqmp.py).
+
+Timings are scaled down (resend 0.2 s, …) so every corner runs in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import types
+
+import pytest
+
+from fakeqmp import CLOSE, FakeQMP, event, reply, sock_path  # noqa: F401  (sock_path: fixture)
+from qemu_init.errors import GuestError
+from qemu_init.runtime import control, stop
+from qemu_init.runtime.qmp import QMP
+from qemu_init.runtime.stop import GONE, KILL, POWERDOWN, QUIT, TERM
+
+FAST = stop.Timing(resend=0.2, quit_wait=0.3, term_wait=0.3, kill_wait=0.3, qmp_timeout=0.2, poll=0.01)
+NEVER = 10**9
+
+
+class FakeGuest:
+    """What the machine sees of a QEMU process, and how that QEMU answers QMP."""
+
+    def __init__(self, ignore_powerdown=NEVER, obeys_quit=True, obeys=(signal.SIGTERM, signal.SIGKILL),
+                 exit_delay=0.0):
+        self.ignore_powerdown = ignore_powerdown
+        self.obeys_quit = obeys_quit
+        self.obeys = obeys
+        self.exit_delay = exit_delay
+        self.powerdowns = 0
+        self.signals = []
+        self._alive = True
+
+    def alive(self):
+        return self._alive
+
+    def _exit(self):
+        if self.exit_delay:
+            threading.Timer(self.exit_delay, setattr, (self, "_alive", False)).start()
+        else:
+            self._alive = False
+
+    def signal(self, sig):
+        assert self._alive, "signalled a process that was gone"
+        self.signals.append(sig)
+        if sig in self.obeys:
+            self._exit()
+        return True
+
+    def handler(self, server, message):
+        command = message["execute"]
+        if command == "system_powerdown":
+            self.powerdowns += 1
+            answer = [reply(message), event("POWERDOWN")]
+            if self.powerdowns > self.ignore_powerdown:
+                self._exit()
+            return answer
+        if command == "quit" and self.obeys_quit:
+            self._exit()
+            return [event("SHUTDOWN", guest=False, reason="host-qmp-quit"), reply(message)]
+        return [reply(message)]
+
+
+def run(path, guest, grace=1.0, force=False, timing=FAST):
+    steps = []
+    with QMP(path) as conn:
+        stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), grace,
+                 force, timing, steps.append)
+    return steps
+
+
+def states(steps):
+    return [s.state for s in steps]
+
+
+def test_graceful_guest_stops_at_the_first_press(sock_path):
+    guest = FakeGuest(ignore_powerdown=0)
+    with FakeQMP(sock_path, guest.handler) as server:
+        steps = run(sock_path, guest, grace=5)
+    assert states(steps) == [POWERDOWN, GONE]
+    assert steps[-1].elapsed < 0.5
+    assert server.commands().count("system_powerdown") == 1
+    assert guest.signals == []
+
+
+def test_power_button_is_pressed_again_while_the_guest_boots(sock_path):
+    guest = FakeGuest(ignore_powerdown=3)
+    with FakeQMP(sock_path, guest.handler):
+        steps = run(sock_path, guest, grace=5)
+    assert states(steps) == [POWERDOWN, GONE]
+    assert guest.powerdowns == 4 and steps[-1].why == "powered down (4 presses)"
+    assert 3 * FAST.resend - 0.05 < steps[-1].elapsed < 3 * FAST.resend + 0.5
+    assert guest.signals == []
+
+
+def test_stubborn_guest_gets_quit_when_the_grace_ends(sock_path):
+    guest = FakeGuest()
+    with FakeQMP(sock_path, guest.handler) as server:
+        steps = run(sock_path, guest, grace=1.0)
+    assert states(steps) == [POWERDOWN, QUIT, GONE]
+    assert 1.0 <= steps[1].elapsed < 1.2
+    assert "still running after 1 s" in str(steps[1]) and "at 1.0 s" in str(steps[1])
+    assert guest.powerdowns >= 4  # resent all along
+    assert server.commands()[-1] == "quit"
+    assert guest.signals == []
+
+
+def test_force_skips_the_power_button(sock_path):
+    guest = FakeGuest()
+    with FakeQMP(sock_path, guest.handler) as server:
+        steps = run(sock_path, guest, grace=30, force=True)
+    assert states(steps) == [QUIT, GONE]
+    assert "system_powerdown" not in server.commands()
+    assert steps[-1].elapsed < 0.5
+
+
+def test_quit_ignored_then_sigterm(sock_path):
+    guest = FakeGuest(obeys_quit=False)
+    with FakeQMP(sock_path, guest.handler):
+        steps = run(sock_path, guest, grace=0.5)
+    assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
+    assert guest.signals == [signal.SIGTERM]
+
+
+def test_sigterm_ignored_then_sigkill(sock_path):
+    guest = FakeGuest(obeys_quit=False, obeys=(signal.SIGKILL,))
+    with FakeQMP(sock_path, guest.handler):
+        steps = run(sock_path, guest, grace=0.3)
+    assert states(steps) == [POWERDOWN, QUIT, TERM, KILL, GONE]
+    assert guest.signals == [signal.SIGTERM, signal.SIGKILL]
+
+
+def test_a_process_that_survives_sigkill_is_an_error(sock_path):
+    guest = FakeGuest(obeys_quit=False, obeys=())
+    steps = []
+    with FakeQMP(sock_path, guest.handler), QMP(sock_path) as conn:
+        with pytest.raises(GuestError, match="after SIGKILL"):
+            stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), 0.3,
+                     False, FAST, steps.append)
+    assert states(steps) == [POWERDOWN, QUIT, TERM, KILL]
+
+
+def test_socket_that_accepts_but_never_answers_does_not_hang(sock_path):
+    guest = FakeGuest()
+    with FakeQMP(sock_path, guest.handler, greeting=None):
+        started = time.monotonic()
+        steps = run(sock_path, guest, grace=1.0)
+        took = time.monotonic() - started
+    assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
+    assert "timed out" in steps[2].why
+    assert guest.signals == [signal.SIGTERM]
+    assert took < 1.0 + FAST.qmp_timeout + 0.6 + 0.5
+
+
+def test_no_control_socket_does_not_wait_out_the_grace(sock_path):
+    guest = FakeGuest()
+    steps = run(sock_path, guest, grace=30)  # nothing listens on sock_path
+    assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
+    assert "control socket unavailable" in steps[1].why
+    assert steps[-1].elapsed < 1.0
+
+
+def test_qemu_hanging_up_on_quit_is_not_an_error(sock_path):
+    guest = FakeGuest(exit_delay=0.05)
+
+    def handler(server, message):
+        if message["execute"] == "quit":
+            guest._exit()
+            return CLOSE  # QEMU may exit before its reply to quit is out
+        return guest.handler(server, message)
+
+    with FakeQMP(sock_path, handler):
+        steps = run(sock_path, guest, force=True)
+    assert states(steps) == [QUIT, GONE]
+    assert guest.signals == []
+
+
+def test_split_replies_and_interleaved_events(sock_path):
+    guest = FakeGuest(ignore_powerdown=1)
+    with FakeQMP(sock_path, guest.handler, chunk=3, chunk_delay=0.001):
+        steps = run(sock_path, guest, grace=5, timing=stop.Timing(resend=0.2, qmp_timeout=1.0, poll=0.01))
+    assert states(steps) == [POWERDOWN, GONE]
+    assert guest.powerdowns == 2
+
+
+def test_nothing_is_signalled_once_the_guest_is_gone(sock_path):
+    guest = FakeGuest()
+    guest._alive = False
+    steps = run(sock_path, guest)
+    assert states(steps) == [POWERDOWN, GONE]
+    assert guest.signals == []
+
+
+# -- control.stop / status end to end with a fake QEMU process ---------------------------------
+
+@pytest.fixture
+def folder():
+    path = tempfile.mkdtemp(prefix="qi-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _sleeper(argv0, *args):
+    """A harmless sleeper whose /proc cmdline reads ``argv0 -c … args``."""
+    return subprocess.Popen([argv0, "-c", "import time; time.sleep(60)", *args], executable=sys.executable)
+
+
+def _gc(folder, name="fake1"):
+    return control.GuestControl(name=name, pidfile=f"{folder}/g.pid", qmp=f"{folder}/g.qmp",
+                                lock=f"{folder}/g.lock", log=f"{folder}/g.log", stopdelay=5,
+                                taps=("qi-no-such-tap",))
+
+
+def test_control_stop_of_a_fake_qemu(folder):
+    gc = _gc(folder)
+    fake = _sleeper("qemu-system-x86_64", "-name", "fake1,debug-threads=on")
+    try:
+        with open(gc.pidfile, "w") as f:
+            f.write(f"{fake.pid}\n")
+
+        def handler(server, message):
+            if message["execute"] == "system_powerdown" and server.commands().count("system_powerdown") == 2:
+                fake.kill()  # the guest obeys the second press
+            if message["execute"] == "query-status":
+                return [reply(message, {"status": "paused", "running": False})]
+            return [reply(message)]
+
+        with FakeQMP(gc.qmp, handler):
+            code, line = control.status(gc)
+            assert (code, line) == (0, f"fake1: paused (pid {fake.pid})")
+            steps = []
+            assert control.stop(gc, progress=steps.append,
+                                timing=stop.Timing(resend=0.2, poll=0.01)) == 0
+        assert states(steps) == [POWERDOWN, GONE]
+        assert not os.path.exists(gc.pidfile) and not os.path.exists(gc.qmp)
+        with open(gc.log) as f:
+            text = f.read()
+        assert "stop: POWERDOWN at 0.0 s" in text and "stop: GONE at" in text
+        assert control.status(gc)[0] == 3
+    finally:
+        fake.kill()
+        fake.wait()
+
+
+@pytest.mark.parametrize("argv0, args", [
+    ("sleep-ish", ("-name", "fake1")),          # not a QEMU
+    ("qemu-system-x86_64", ("-name", "other")),  # a QEMU, but another guest
+    ("qemu-system-x86_64", ("-name", "fake1,,x")),  # escaped comma: the name is "fake1,x"
+])
+def test_control_never_signals_a_process_that_is_not_this_guest(folder, argv0, args):
+    gc = _gc(folder)
+    other = _sleeper(argv0, *args)
+    try:
+        with open(gc.pidfile, "w") as f:
+            f.write(f"{other.pid}\n")
+        code, line = control.status(gc)
+        assert code == 1 and "stale pid file" in line
+        assert control.stop(gc, timing=FAST) == 0
+        time.sleep(0.1)
+        assert other.poll() is None, "an unrelated process was signalled"
+        assert not os.path.exists(gc.pidfile)  # the stale pid file is cleaned up
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_control_status_codes(folder):
+    gc = _gc(folder)
+    assert control.status(gc) == (3, "fake1: not running")
+    with open(gc.pidfile, "w") as f:
+        f.write("junk\n")
+    assert control.status(gc)[0] == 1
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(gc.pidfile, "w") as f:
+        f.write(f"{dead.pid}\n")
+    code, line = control.status(gc)
+    assert code == 1 and "dead, but pid file" in line
+
+
+def test_log_goes_to_the_file_and_to_syslog_where_there_is_one(folder, monkeypatch):
+    sent = []
+    fake = types.SimpleNamespace(LOG_PID=1, LOG_DAEMON=24, LOG_INFO=6, LOG_ERR=3,
+                                 openlog=lambda *args: None,
+                                 syslog=lambda priority, message: sent.append((priority, message)))
+    monkeypatch.setitem(sys.modules, "syslog", fake)
+    exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: p == "/dev/log" or exists(p))
+    gc = control.GuestControl(name="fake1", log=f"{folder}/sub/g.log")
+    control.log(gc, "hello")
+    control.log(gc, "oops", error=True)
+    assert sent == [(6, "fake1: hello"), (3, "fake1: oops")]
+    with open(gc.log) as f:
+        assert [line.split(" ", 1)[1] for line in f] == ["fake1: hello\n", "fake1: oops\n"]
+    assert os.stat(gc.log).st_mode & 0o777 == 0o640
+
+
+def test_forced_steps_fit_what_the_init_scripts_allow_for():
+    from qemu_init.checks import FORCED_STEPS  # systemd's TimeoutStopSec = STOPDELAY + this + margin
+    assert stop.Timing().forced <= FORCED_STEPS
+
+
+def test_a_press_never_runs_past_the_grace_period(sock_path):
+    guest = FakeGuest()
+    with FakeQMP(sock_path, guest.handler, greeting=None):  # every press times out
+        # presses at 0 s (times out at 0.4 s) and 0.45 s: uncapped, the second would end at 0.85 s
+        steps = run(sock_path, guest, grace=0.5, timing=stop.Timing(resend=0.05, qmp_timeout=0.4, quit_wait=0.2,
+                                                                    term_wait=0.2, kill_wait=0.2, poll=0.01))
+    assert steps[1].state == QUIT and 0.5 <= steps[1].elapsed < 0.6
