@@ -194,6 +194,45 @@ def autostart_list() -> None:
         typer.echo(name)
 
 
+# --- init scripts ---------------------------------------------------------------------------
+
+def _complete_init(incomplete: str) -> List[str]:
+    return [i for i in INIT_SYSTEMS if i.startswith(incomplete)]
+
+
+def _complete_init_or_all(incomplete: str) -> List[str]:
+    return [i for i in INIT_SYSTEMS + ("all",) if i.startswith(incomplete)]
+
+
+@app.command()
+def generate(names: List[str] = typer.Argument(None, metavar="[NAME]...", autocompletion=complete_guest,
+                                               help="Guests to render (default: all, and the host service)."),
+             init: Optional[str] = typer.Option(None, "--init", metavar="sysv|openrc|bsd|systemd|all",
+                                                autocompletion=_complete_init_or_all,
+                                                help="Init system (default: the one running this host)."),
+             output: Optional[str] = typer.Option(None, "--output", metavar="DIR",
+                                                  help="Write into DIR (one subfolder per init system with"
+                                                       " --init all) instead of where install puts them.")) -> None:
+    """Render init scripts: the guests', their bridges' services and tap scripts, the host service."""
+    from . import install as installer
+    for path in installer.generate(inv(), init, output, names or ()):
+        typer.echo(path)
+
+
+@app.command()
+def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|openrc|bsd|systemd",
+                                               autocompletion=_complete_init,
+                                               help="Init system (default: the one running this host)."),
+            destdir: Optional[str] = typer.Option(None, "--destdir", metavar="DIR",
+                                                  help="Install under DIR (for packages).")) -> None:
+    """Install the scripts of every registered guest, bridge and the host service, atomically."""
+    from . import install as installer
+    chosen = init or installer.detect_init()
+    for path in installer.install(inv(), chosen, destdir):
+        typer.echo(f"installed {path}")
+    typer.echo(installer.ENABLE_HINTS[chosen], err=True)
+
+
 # --- runtime --------------------------------------------------------------------------------
 
 def _control(name: str):
@@ -259,6 +298,33 @@ def monitor(name: str = typer.Argument(..., autocompletion=complete_guest),
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
     gc, control = _control(name)
     control.monitor(gc, " ".join(command) if command else None)
+
+
+# --- host service ---------------------------------------------------------------------------
+
+@qemud_app.command("start")
+def qemud_start() -> None:
+    """Start the autostart guests in order (DEPENDS first, BOOTDELAY honoured)."""
+    from . import hostsvc
+    raise typer.Exit(hostsvc.start(inv()))
+
+
+@qemud_app.command("stop")
+def qemud_stop() -> None:
+    """Stop every running guest: in parallel up to PARALLEL, dependents first."""
+    from . import hostsvc
+    raise typer.Exit(hostsvc.stop(inv()))
+
+
+@qemud_app.command("status")
+def qemud_status() -> None:
+    """A table of every registered guest."""
+    from . import hostsvc
+    rows = hostsvc.status(inv())
+    if rows:
+        table(rows, ["NAME", "STATE", "PID", "VNC", "MONITOR", "AUTOSTART", "DESCRIPTION"])
+    else:
+        typer.echo("no guests registered")
 
 
 def main() -> None:

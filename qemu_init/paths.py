@@ -21,6 +21,7 @@ class Layout:
     prefix: str = "/usr"
     suffix: str = "qemu-init"
     appdir: str = "/var/lib/qemud"  # the system user's home, for the APPDIR layout
+    bindir: str = ""  # where `make install` put qemu-init and qemu-init-helper ("": not recorded)
 
 
 def read_layout(path: str = LAYOUT_FILE) -> Layout:

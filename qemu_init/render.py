@@ -1,20 +1,31 @@
 """Rendering: one Jinja environment, quoting filters, and the files ``new`` writes.
 
 Values reach a script only through a quoting filter (``sh`` for POSIX sh, ``unit`` for systemd
-``Exec*=`` lines); templates make no decisions beyond ``if``/``for`` over computed fields.
+``Exec*=`` lines, ``unittext`` for other unit settings, ``comment`` for ``#`` lines); templates make
+no decisions beyond ``if``/``for`` over fields computed here.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
 import shlex
-from typing import Any, Iterable
+import sys
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import jinja2
 
 from . import __version__
+from .checks import FORCED_STEPS, shutdown_time
+from .cmdline import Plan
+from .errors import ERROR, ConfigError, RegistryError, RenderError
+from .inventory import Inventory
 from .keys import RC_KEYS
+from .model import Guest, Host, Source
+from .paths import Paths, read_layout
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -40,9 +51,16 @@ def unitjoin(words: Iterable[Any]) -> str:
     return " ".join(unit(w) for w in words)
 
 
+def unittext(value: Any) -> str:
+    """A unit setting's whole value (Description=, PIDFile=): one line, ``%`` doubled, no
+    trailing backslash (it would continue the line)."""
+    return " ".join(str(value).replace("%", "%%").split()).rstrip("\\ ")
+
+
 def comment(value: Any) -> str:
-    """Text safe inside a ``#`` comment line (no line breaks can end the comment)."""
-    return " ".join(str(value).split())
+    """Text safe inside a ``#`` comment line (no line breaks can end the comment, and no trailing
+    backslash can continue it in a systemd unit)."""
+    return " ".join(str(value).split()).rstrip("\\ ")
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,7 +73,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,  # we write shell scripts and units, not HTML; quoting filters do the job
     )
-    env.filters.update(sh=sh, shjoin=shjoin, unit=unit, unitjoin=unitjoin, comment=comment)
+    env.filters.update(sh=sh, shjoin=shjoin, unit=unit, unitjoin=unitjoin, unittext=unittext, comment=comment)
     env.globals.update(version=__version__)
     return env
 
@@ -73,3 +91,268 @@ def new_cfgfile(name: str, template_path: str) -> str:
         with open(template_path, encoding="utf-8") as handle:
             return handle.read()
     return render("new/template-qemu.cfg.j2", name=name)
+
+
+# --- init scripts ---------------------------------------------------------------------------
+
+INIT_SYSTEMS = ("sysv", "openrc", "bsd", "systemd")
+
+# Where ``install`` puts each init system's services: an attribute of Paths.
+SERVICE_FOLDER = {"sysv": "initdir", "openrc": "initdir", "bsd": "rcddir", "systemd": "unitdir"}
+
+# Seconds systemd waits beyond our own stop sequence before it signals QEMU itself.
+STOP_MARGIN = 10
+# Seconds systemd gives the host service per guest at boot, on top of the BOOTDELAYs.
+START_PER_GUEST = 30
+
+SCRIPT_MODE = 0o755
+UNIT_MODE = 0o644
+
+
+class Rendered(NamedTuple):
+    """One generated file: its name (relative to its folder), text and mode, and ``folder``,
+    the Paths attribute naming where ``install`` puts it."""
+
+    path: str
+    text: str
+    mode: int
+    folder: str
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    number: int
+    guest: Guest
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Site:
+    """Everything the scripts are made from, computed before any template runs.
+
+    ``site()`` builds it from the Inventory; golden tests build it with fixed paths.
+    """
+
+    paths: Paths
+    host: Host
+    guests: Tuple[GuestInfo, ...]
+    helper: Tuple[str, ...]  # how scripts call the runtime helper
+    command: Tuple[str, ...]  # how the host service calls qemu-init, --root included
+    host_source: Optional[Source] = None  # the host settings, when there is such a file
+
+    @property
+    def bridges(self) -> Tuple[str, ...]:
+        return tuple(dict.fromkeys(b for info in self.guests for b in info.guest.bridges))
+
+
+def _command(name: str) -> Optional[str]:
+    """The console script ``name`` of this installation: in the BINDIR that ``make install``
+    recorded (it keeps the package in a private folder, so ``python -m`` would not find it),
+    else beside the interpreter (a venv, a distribution package)."""
+    bindir = read_layout().bindir
+    if bindir:
+        return os.path.join(bindir, name)
+    script = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), name)
+    return script if os.access(script, os.X_OK) else None
+
+
+def helper_command() -> Tuple[str, ...]:
+    """How scripts run the helper: its console script, else its module by this interpreter."""
+    script = _command("qemu-init-helper")
+    return (script,) if script else (os.path.abspath(sys.executable), "-m", "qemu_init.runtime.helper")
+
+
+def cli_command(paths: Paths) -> Tuple[str, ...]:
+    """``qemu-init`` as the host service runs it, with the sandbox root if there is one."""
+    script = _command("qemu-init")
+    base = (script,) if script else (os.path.abspath(sys.executable), "-m", "qemu_init")
+    return base + (("--root", paths.root) if paths.root else ())
+
+
+def file_source(path: str) -> Optional[Source]:
+    try:
+        with open(path, "rb") as handle:
+            return Source(path, hashlib.sha256(handle.read()).hexdigest())
+    except FileNotFoundError:
+        return None
+
+
+def site(inventory: Inventory, names: Sequence[str] = (), helper: Optional[Sequence[str]] = None,
+         command: Optional[Sequence[str]] = None) -> Site:
+    """The Site of ``names`` (default: every registered guest).
+
+    Nothing is rendered from an invalid configuration: every error of the selected guests is
+    raised at once as a ConfigError.
+    """
+    entries = inventory.entries()
+    if names:
+        by_name = {e.name.lower(): e for e in entries}
+        missing = [n for n in names if n.lower() not in by_name]
+        if missing:
+            raise RegistryError(f"{', '.join(missing)}: not registered (see `qemu-init list`)")
+        entries = list({by_name[n.lower()].name: by_name[n.lower()] for n in names}.values())
+    # Checked like `qemu-init check` does (host settings included), so it says the same.
+    errors = [p for p in inventory.check([e.name for e in entries]) if p.level == ERROR]
+    if errors:
+        raise ConfigError(errors)
+    guests = []
+    for entry in entries:
+        entry, guest = inventory.guest(entry.name)
+        guests.append(GuestInfo(entry.number, guest, inventory.plan(entry, guest)))
+    return Site(paths=inventory.paths, host=inventory.host, guests=tuple(guests),
+                helper=tuple(helper) if helper else helper_command(),
+                command=tuple(command) if command else cli_command(inventory.paths),
+                host_source=file_source(inventory.paths.host_conf))
+
+
+# Service names. Guest names are letters and digits; bridge names may hold "." and "-", which
+# rc.conf variables (qemu_bridge_<br>_enable) cannot.
+def guest_service(init: str, name: str) -> str:
+    return f"qemu_{name.lower()}" if init == "bsd" else f"qemu-{name.lower()}"
+
+
+def bridge_service(init: str, bridge: str) -> str:
+    return "qemu_bridge_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge) if init == "bsd" else f"qemu-bridge-{bridge}"
+
+
+def unit_file(name: str) -> str:
+    return name + ".service"
+
+
+def argv_lines(argv: Sequence[str]) -> List[List[str]]:
+    """The command line as a person writes it: the program, then each option with its value."""
+    lines = [[argv[0]]]
+    for word in argv[1:]:
+        last = lines[-1]
+        if len(lines) > 1 and len(last) == 1 and last[0].startswith("-") and not word.startswith("-"):
+            last.append(word)
+        else:
+            lines.append([word])
+    return lines
+
+
+def stop_timeout(stopdelay: int) -> int:
+    """systemd's TimeoutStopSec for a guest: the clean shutdown, the forced steps, a margin."""
+    return stopdelay + FORCED_STEPS + STOP_MARGIN
+
+
+def _bridge_marker(paths: Paths, bridge: str) -> str:
+    # In RUNDIR, so a reboot forgets it together with the bridge itself.
+    return os.path.join(paths.rundir, f"bridge-{bridge}.created")
+
+
+_EDIT_HOST = ("Do not edit: change the host settings instead and regenerate with `qemu-init install`.",)
+_EDIT_GUEST = ("Do not edit: change the guest's rc-file or cfg-file instead and regenerate with",
+               "`qemu-init install`. `start` warns when those files changed since.")
+
+
+def _common(site: Site, init: str, summary: str, sources: Sequence[Source],
+            edit: Sequence[str] = _EDIT_HOST) -> Dict[str, Any]:
+    """What every template's banner needs."""
+    return dict(init=init, summary=summary, sources=list(sources), edit=list(edit), helper=site.helper)
+
+
+def _host_sources(site: Site) -> List[Source]:
+    return [site.host_source] if site.host_source else []
+
+
+def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
+    """The guest's service: a script in the init folder, or a systemd unit."""
+    guest, plan = info.guest, info.plan
+    service = guest_service(init, guest.name)
+    needs = [bridge_service(init, b) for b in guest.bridges] + [guest_service(init, d) for d in guest.depends]
+    title = f"QEMU guest {guest.name}"
+    heading = f"{title}: {guest.desc}" if guest.desc else title
+    summary = f"{service}: {title}" + (f" ({guest.desc})" if guest.desc else "")
+    context = _common(site, init, summary, guest.sources, _EDIT_GUEST)
+    context.update(
+        service=service, title=title, heading=heading, desc=guest.desc, guest=guest, plan=plan,
+        source_args=[f"{s.path}={s.sha256}" for s in guest.sources],
+        argv_lines=argv_lines(plan.argv),
+        lsb_required=["$remote_fs", "$network"] + needs,
+        openrc_need=["localmount"] + needs,
+        rcd_require=["LOGIN"] + needs,
+        rcvar=f"{service}_enable",
+        unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
+        unit_requires=[unit_file(n) for n in needs],
+        forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay),
+    )
+    if init == "systemd":
+        return [Rendered(unit_file(service), render("systemd/guest.service.j2", **context), UNIT_MODE, "unitdir")]
+    return [Rendered(service, render(f"{init}/guest.j2", **context), SCRIPT_MODE, SERVICE_FOLDER[init])]
+
+
+def bridge_files(site: Site, bridge: str, init: str) -> List[Rendered]:
+    """The bridge-setup service (on systemd: a unit and the script it runs, in ETCDIR)."""
+    service = bridge_service(init, bridge)
+    title = f"Bridge {bridge} for QEMU guests"
+    context = _common(site, init, f"{service}: {title}", _host_sources(site))
+    context.update(
+        service=service, title=title, bridge=bridge, marker=_bridge_marker(site.paths, bridge),
+        uplink=site.host.uplink if bridge == site.host.bridge else "",
+        rcvar=f"{service}_enable", rcd_require=["NETWORKING"], rcd_before=["LOGIN"],
+        script=os.path.join(site.paths.etcdir, service), unit_name=unit_file(service),
+    )
+    if init == "systemd":
+        return [Rendered(unit_file(service), render("systemd/bridge.service.j2", **context), UNIT_MODE, "unitdir"),
+                Rendered(service, render("systemd/bridge.j2", **context), SCRIPT_MODE, "etcdir")]
+    return [Rendered(service, render(f"{init}/bridge.j2", **context), SCRIPT_MODE, SERVICE_FOLDER[init])]
+
+
+def tap_files(site: Site, bridge: str, init: str) -> List[Rendered]:
+    """The scripts QEMU runs when a guest's tap on ``bridge`` comes and goes (ETCDIR)."""
+    flavour = "freebsd" if init == "bsd" else "linux"
+    service = bridge_service(init, bridge)
+    files = []
+    for kind, path, when in (("ifup", site.paths.ifup(bridge), "comes up"),
+                             ("ifdown", site.paths.ifdown(bridge), "goes away")):
+        name = os.path.basename(path)
+        context = _common(site, init, f"{name}: QEMU runs this when a guest's tap on bridge {bridge} {when}",
+                          _host_sources(site))
+        context.update(bridge=bridge, service=unit_file(service) if init == "systemd" else service)
+        files.append(Rendered(name, render(f"tap/{kind}-{flavour}.j2", **context), SCRIPT_MODE, "etcdir"))
+    return files
+
+
+def qemud_files(site: Site, init: str) -> List[Rendered]:
+    """The host service: autostart guests at boot, stop every guest at shutdown."""
+    needs = [bridge_service(init, b) for b in site.bridges]
+    guests = [i.guest for i in site.guests]
+    title = "QEMU guests of qemu-init"
+    context = _common(site, init, f"qemud: {title}", _host_sources(site))
+    context.update(
+        service="qemud", title=title, command=site.command, autostart=site.paths.autostart,
+        long_description=f"Starts the guests listed in {site.paths.autostart} at boot and stops every"
+                         " running guest at shutdown.",
+        lsb_required=["$remote_fs", "$network"] + needs,
+        openrc_need=["localmount"] + needs,
+        rcd_require=["LOGIN"] + needs,
+        # Wants, not Requires: one bridge failing must not keep the guests on other bridges down.
+        unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
+        unit_wants=[unit_file(n) for n in needs],
+        start_timeout=sum(g.bootdelay for g in guests) + START_PER_GUEST * max(len(guests), 1),
+        start_per_guest=START_PER_GUEST,
+        # At least one guest's worth: guests registered later get stopped too, even before the
+        # next `qemu-init install` recomputes this.
+        stop_timeout=shutdown_time([g.stopdelay for g in guests] or [site.host.minstopdelay],
+                                   site.host.parallel) + STOP_MARGIN,
+        parallel_text=f"{site.host.parallel} at a time" if site.host.parallel else "all at once",
+    )
+    if init == "systemd":
+        return [Rendered("qemud.service", render("systemd/qemud.service.j2", **context), UNIT_MODE, "unitdir")]
+    return [Rendered("qemud", render(f"{init}/qemud.j2", **context), SCRIPT_MODE, SERVICE_FOLDER[init])]
+
+
+def render_site(site: Site, init: str, qemud: bool = True) -> List[Rendered]:
+    """Every file for ``init``: each guest's service, each bridge's service and tap scripts,
+    and (unless ``qemud`` is False) the host service."""
+    if init not in INIT_SYSTEMS:
+        raise RenderError(f"unknown init system {init!r} (use {', '.join(INIT_SYSTEMS)})")
+    files: List[Rendered] = []
+    for info in site.guests:
+        files += guest_files(site, info, init)
+    for bridge in site.bridges:
+        files += bridge_files(site, bridge, init) + tap_files(site, bridge, init)
+    if qemud:
+        files += qemud_files(site, init)
+    return files

@@ -1,0 +1,124 @@
+"""Writing rendered scripts: ``generate`` into a folder for review, ``install`` where they belong.
+
+Everything is rendered before anything is written, so a configuration error writes nothing; then
+each file replaces its old version by an atomic rename, so an interrupted install leaves every
+script either old and whole or new and whole, never half written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import List, Optional, Sequence, Tuple
+
+from . import render
+from .errors import RenderError
+from .inventory import Inventory
+
+ALL = "all"
+
+
+def detect_init() -> str:
+    """The init system that booted this host, by the marks each leaves at run time."""
+    if os.path.isdir("/run/systemd/system"):  # sd_booted()
+        return "systemd"
+    if os.path.exists("/run/openrc/softlevel"):  # what openrc-run itself checks
+        return "openrc"
+    if sys.platform.startswith("freebsd"):
+        return "bsd"
+    return "sysv"
+
+
+def _inits(init: Optional[str]) -> List[str]:
+    if init is None:
+        return [detect_init()]
+    if init == ALL:
+        return list(render.INIT_SYSTEMS)
+    if init not in render.INIT_SYSTEMS:
+        raise RenderError(f"unknown init system {init!r} (use {', '.join(render.INIT_SYSTEMS)} or {ALL})")
+    return [init]
+
+
+def write_file(path: str, text: str, mode: int) -> None:
+    """Replace ``path`` atomically with ``text``: a temporary file beside it, written, given its
+    mode (and root as owner when we are root), synced, then renamed over it."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            if os.geteuid() == 0:
+                os.fchown(handle.fileno(), 0, 0)
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # The rename itself is durable only once the folder is synced.
+    dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def _write_all(files: Sequence[Tuple[str, str, int]]) -> List[str]:
+    for path, text, mode in files:
+        write_file(path, text, mode)
+    return [path for path, _, _ in files]
+
+
+def generate(inventory: Inventory, init: Optional[str] = None, output_dir: Optional[str] = None,
+             names: Sequence[str] = (), *, helper: Optional[Sequence[str]] = None) -> List[str]:
+    """Render the scripts of ``names`` (default: every registered guest, and then the host
+    service too) with their bridges' services and tap scripts.
+
+    Into ``output_dir`` (one subfolder per init system with ``init="all"``), else where
+    ``install`` puts them. Returns the paths written.
+    """
+    inits = _inits(init)
+    if output_dir is None and len(inits) > 1:
+        raise RenderError("--init all needs --output: the init systems' scripts would overwrite each other")
+    site = render.site(inventory, names, helper=helper)
+    files = []
+    for each in inits:
+        for item in render.render_site(site, each, qemud=not names):
+            if output_dir is None:
+                folder = getattr(inventory.paths, item.folder)
+            else:
+                folder = os.path.join(output_dir, each) if len(inits) > 1 else output_dir
+            files.append((os.path.join(folder, item.path), item.text, item.mode))
+    return _write_all(files)
+
+
+def install(inventory: Inventory, init: Optional[str] = None, destdir: Optional[str] = None, *,
+            helper: Optional[Sequence[str]] = None) -> List[str]:
+    """Install every registered guest's service, the bridges' services and tap scripts and the
+    host service where the init system looks for them, under ``destdir`` if given (packaging).
+    Returns the paths written."""
+    inits = _inits(init)
+    if len(inits) > 1:
+        raise RenderError("install takes one init system; use generate --init all --output DIR to see them all")
+    site = render.site(inventory, helper=helper)
+    files = []
+    for item in render.render_site(site, inits[0]):
+        path = os.path.join(getattr(inventory.paths, item.folder), item.path)
+        if destdir:
+            path = os.path.join(destdir, path.lstrip("/"))
+        files.append((path, item.text, item.mode))
+    return _write_all(files)
+
+
+# How to enable what install wrote, by init system.
+ENABLE_HINTS = {
+    "sysv": "enable at boot: update-rc.d qemud defaults (or insserv qemud); per guest: update-rc.d qemu-NAME defaults",
+    "openrc": "enable at boot: rc-update add qemud default; per guest: rc-update add qemu-NAME default",
+    "bsd": "enable at boot: sysrc qemud_enable=YES; per guest: sysrc qemu_NAME_enable=YES",
+    "systemd": "then: systemctl daemon-reload; enable at boot: systemctl enable qemud.service",
+}

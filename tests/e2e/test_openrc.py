@@ -1,0 +1,155 @@
+"""OpenRC: the real openrc-run runs the generated scripts against a real QEMU, and OpenRC's own
+dependency resolution orders bridge, DEPENDS chain and guest.
+
+OpenRC keeps its state in /run/openrc and finds services in /etc/init.d. Every command here runs
+in a private mount namespace where a folder of the test's root is bind-mounted over each of them (and
+an empty tmpfs over /sys/fs/cgroup, where openrc-run would make a cgroup per service), so the
+host's OpenRC state, services and cgroups are never touched. A test checks that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Callable, Dict
+
+import pytest
+
+from initkit import QEMU, alive, run, qiroot, subreaper  # noqa: F401 (fixtures)
+
+OPENRC_RUN = shutil.which("openrc-run")
+RC_DEPEND = "/lib/rc/bin/rc-depend"
+pytestmark = [pytest.mark.qemu, pytest.mark.root,
+              pytest.mark.skipif(QEMU is None or OPENRC_RUN is None, reason="needs QEMU and openrc-run"),
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespaces)")]
+
+# What openrc makes in its state folder at boot; openrc-run expects it all.
+STATE_DIRS = ("daemons", "exclusive", "failed", "hotplugged", "inactive", "options", "scheduled",
+              "started", "starting", "stopping", "tmp", "wasinactive")
+# Stands in for the boot service every guest needs; the test host has no such OpenRC service.
+LOCALMOUNT = "#!/sbin/openrc-run\ndescription=\"stand-in for the test\"\nstart() { :; }\nstop() { :; }\n"
+
+IN_NAMESPACE = """
+mount --bind "$1" /run/openrc &&
+mount --bind "$2" /etc/init.d &&
+mount -t tmpfs qi-cgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/unified &&
+shift 2 && exec "$@"
+"""
+
+
+def snapshot(folder: str) -> Dict[str, str]:
+    """Every file under ``folder`` with a hash of its content (folders: "dir")."""
+    found = {}
+    for top, dirs, files in os.walk(folder):
+        for d in dirs:
+            found[os.path.join(top, d)] = "dir"
+        for f in files:
+            path = os.path.join(top, f)
+            try:
+                found[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                found[path] = "unreadable"
+    return found
+
+
+@pytest.fixture
+def openrc(qiroot) -> Callable[..., subprocess.CompletedProcess]:
+    """Runs a command with the test root's OpenRC state and /etc/init.d in place of the host's."""
+    state = qiroot.path("openrc-state")
+    for sub in STATE_DIRS:
+        os.makedirs(os.path.join(state, sub))
+    Path(state, "softlevel").write_text("default\n")  # "booted by OpenRC", as openrc-run requires
+    initd = qiroot.path("etc/init.d")
+    os.makedirs(initd, exist_ok=True)
+    Path(initd, "localmount").write_text(LOCALMOUNT)
+    os.chmod(os.path.join(initd, "localmount"), 0o755)
+
+    made_run_openrc = not os.path.isdir("/run/openrc")  # a mount point is needed, even on hosts without OpenRC
+    if made_run_openrc:
+        os.makedirs("/run/openrc")
+    before = snapshot("/run/openrc"), sorted(os.listdir("/etc/init.d")), sorted(os.listdir("/sys/fs/cgroup"))
+
+    def inside(*argv: str) -> subprocess.CompletedProcess:
+        return run("unshare", "--mount", "--propagation", "private", "sh", "-c", IN_NAMESPACE, "sh",
+                   state, initd, *argv)
+
+    try:
+        yield inside
+    finally:
+        after = snapshot("/run/openrc"), sorted(os.listdir("/etc/init.d")), sorted(os.listdir("/sys/fs/cgroup"))
+        if made_run_openrc:
+            os.rmdir("/run/openrc")
+    assert after == before, "the host's OpenRC state, services or cgroups changed"
+
+
+def test_openrc_run_starts_reports_and_stops_a_real_guest(qiroot, openrc):
+    qiroot.guest("stub1")
+    qiroot.qi("install", "--init", "openrc")
+    script = "/etc/init.d/qemu-stub1"
+
+    def action(name: str, code: int) -> subprocess.CompletedProcess:
+        result = openrc(OPENRC_RUN, script, name)
+        assert result.returncode == code, (name, result.stdout, result.stderr)
+        return result
+
+    assert "stub1: not running" in action("status", 3).stdout
+    action("start", 0)
+    # (a symlink to /etc/init.d/localmount, which only the namespace has)
+    assert os.path.lexists(qiroot.path("openrc-state/started/localmount")), "need localmount was honoured"
+    pid = qiroot.pid("stub1")
+    assert alive(pid)
+    assert f"running (pid {pid}" in action("status", 0).stdout
+    action("start", 0)  # OpenRC: already started
+    assert qiroot.pid("stub1") == pid
+    action("powerdown", 0)  # an extra command, through the monitor: the stubborn guest ignores it
+    described = action("describe", 0)
+    assert "power button" in described.stdout + described.stderr
+
+    stopped = action("stop", 0)
+    assert "GONE" in stopped.stdout, stopped.stdout  # the helper's clean-shutdown steps ran
+    assert not alive(pid)
+    action("status", 3)
+    action("stop", 0)
+
+
+def test_openrc_orders_bridge_and_depends_before_the_guest(qiroot, openrc):
+    if not os.access(RC_DEPEND, os.X_OK):
+        pytest.skip("rc-depend not installed")
+    rc = "NAME={}\nTGTARCH=qemu-system-x86_64\nKVM=no\nMONITOR=unix\n{}"
+    qiroot.guest("db1", rc.format("db1", "BRIDGE=br0\n"))
+    qiroot.guest("web1", rc.format("web1", "BRIDGE=br-dmz\nDEPENDS=db1\n"))
+    qiroot.qi("install", "--init", "openrc")
+    assert openrc(RC_DEPEND, "--update").returncode == 0  # OpenRC reads every depend() once
+
+    needs = openrc(OPENRC_RUN, "/etc/init.d/qemu-web1", "ineed")
+    assert needs.returncode == 0, needs.stderr
+    # traced: db1 brings its own bridge along
+    assert set(needs.stdout.split()) == {"localmount", "qemu-bridge-br-dmz", "qemu-db1", "qemu-bridge-br0"}
+
+    start = openrc(RC_DEPEND, "qemu-web1")  # what OpenRC starts, in its order
+    assert start.returncode == 0, start.stderr
+    order = start.stdout.split()
+    assert order[-1] == "qemu-web1"
+    assert order.index("qemu-bridge-br0") < order.index("qemu-db1") < order.index("qemu-web1")
+    assert order.index("qemu-bridge-br-dmz") < order.index("qemu-web1")
+
+    stop = openrc(RC_DEPEND, "-t", "needsme", "qemu-bridge-br0")  # what stops with the bridge, in order
+    order = stop.stdout.split()
+    assert order.index("qemu-web1") < order.index("qemu-db1") < order.index("qemu-bridge-br0")
+    assert order.index("qemud") < order.index("qemu-bridge-br0")
+
+
+def test_hostile_values_do_not_run_under_openrc_run(qiroot, openrc):
+    canary = Path("/tmp/qi-canary")
+    canary.unlink(missing_ok=True)
+    golden = Path(__file__).resolve().parent.parent / "golden" / "hostile"
+    for source in golden.glob("hostile1-*"):
+        shutil.copy(source, qiroot.vms)
+    qiroot.qi("register", qiroot.vms)
+    qiroot.qi("install", "--init", "openrc")
+    for name in ("status", "start", "status", "describe", "stop"):
+        openrc(OPENRC_RUN, "/etc/init.d/qemu-hostile1", name)
+    assert not canary.exists()

@@ -1,0 +1,130 @@
+"""generate and install: where files land, their modes, and that a failed install breaks nothing."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qemu_init import install
+from qemu_init.errors import ConfigError, RenderError
+from qemu_init.inventory import Inventory
+from qemu_init.paths import Layout, Paths
+
+RC = "NAME={name}\nTGTARCH=qemu-system-x86_64\nKVM=no\nBRIDGE={bridge}\n{extra}"
+
+
+def qi(root, *args):
+    return subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    vms = tmp_path / "vms"
+    vms.mkdir()
+    (vms / "db1-qemud.rc").write_text(RC.format(name="db1", bridge="br0", extra=""))
+    (vms / "web1-qemud.rc").write_text(RC.format(name="web1", bridge="br1", extra="DEPENDS=db1\n"))
+    root = tmp_path / "root"
+    assert qi(root, "register", str(vms)).returncode == 0
+    return Inventory(Paths.for_layout(Layout(), str(root)))
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_install_puts_each_file_where_its_init_system_looks(inventory):
+    paths = inventory.paths
+    written = install.install(inventory, "sysv")
+    expected = {f"{paths.initdir}/{n}" for n in ("qemu-db1", "qemu-web1", "qemu-bridge-br0", "qemu-bridge-br1", "qemud")}
+    expected |= {f"{paths.etcdir}/qemu-if{d}-{b}" for d in ("up", "down") for b in ("br0", "br1")}
+    assert set(written) == expected
+    assert all(mode(p) == 0o755 for p in written)
+    if os.geteuid() == 0:
+        assert all(os.stat(p).st_uid == 0 and os.stat(p).st_gid == 0 for p in written)
+
+    units = install.install(inventory, "systemd")
+    assert {p for p in units if p.endswith(".service")} == {
+        f"{paths.unitdir}/{n}.service" for n in ("qemu-db1", "qemu-web1", "qemu-bridge-br0", "qemu-bridge-br1", "qemud")}
+    assert all(mode(p) == (0o644 if p.endswith(".service") else 0o755) for p in units)
+    assert f"{paths.etcdir}/qemu-bridge-br0" in units  # the script the bridge unit runs
+
+    rcd = install.install(inventory, "bsd")
+    assert f"{paths.rcddir}/qemu_web1" in rcd and f"{paths.rcddir}/qemud" in rcd
+
+
+def test_install_under_destdir(inventory, tmp_path):
+    written = install.install(inventory, "openrc", str(tmp_path / "pkg"))
+    assert written and all(p.startswith(str(tmp_path / "pkg") + inventory.paths.root + "/") for p in written)
+    assert not os.path.exists(inventory.paths.initdir)
+
+
+def test_an_interrupted_install_leaves_every_old_script_whole(inventory, monkeypatch):
+    first = install.install(inventory, "sysv")
+    before = {p: Path(p).read_text() for p in first}
+    real_replace, calls = os.replace, []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    (Path(inventory.entries()[0].folder) / "db1-qemud.rc").write_text(
+        RC.format(name="db1", bridge="br0", extra="DESC=changed\n"))
+    with pytest.raises(OSError):
+        install.install(inventory, "sysv")
+    for path, text in before.items():  # each file is the old one or the new one, never a mix
+        now = Path(path).read_text()
+        assert now == text or ("changed" in now and now.startswith("#!/bin/sh\n")), path
+    leftovers = [n for p in first for n in os.listdir(os.path.dirname(p)) if n.startswith(".")]
+    assert [n for n in leftovers if n != ".registry.lock"] == []
+
+
+def test_nothing_is_written_from_an_invalid_configuration(inventory):
+    (Path(inventory.entries()[0].folder) / "db1-qemud.rc").write_text("NAME=db1\nRAM=lots\n")
+    with pytest.raises(ConfigError) as error:
+        install.install(inventory, "sysv")
+    assert {p.key for p in error.value.problems} >= {"RAM", "TGTARCH"}
+    assert not os.path.exists(inventory.paths.initdir)
+
+
+def test_generate_all_needs_an_output_folder(inventory, tmp_path):
+    with pytest.raises(RenderError):
+        install.generate(inventory, "all")
+    written = install.generate(inventory, "all", str(tmp_path / "out"), ["web1"])
+    folders = {os.path.relpath(os.path.dirname(p), tmp_path / "out") for p in written}
+    assert folders == {"sysv", "openrc", "bsd", "systemd"}
+    # one guest asked for: its services and its bridge's, not the host service
+    assert sorted(os.listdir(tmp_path / "out/sysv")) == ["qemu-bridge-br1", "qemu-ifdown-br1", "qemu-ifup-br1",
+                                                         "qemu-web1"]
+
+
+@pytest.mark.parametrize("marks, expected", [
+    ({"/run/systemd/system"}, "systemd"),
+    ({"/run/openrc/softlevel"}, "openrc"),
+    (set(), "sysv"),
+])
+def test_detect_init(monkeypatch, marks, expected):
+    monkeypatch.setattr(os.path, "isdir", lambda p: p in marks)
+    monkeypatch.setattr(os.path, "exists", lambda p: p in marks)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert install.detect_init() == expected
+
+
+def test_cli_generate_and_install(inventory, tmp_path):
+    root = inventory.paths.root
+    out = qi(root, "generate", "--init", "all", "--output", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "out/systemd/qemud.service").exists() and (tmp_path / "out/bsd/qemu_db1").exists()
+    done = qi(root, "install", "--init", "openrc", "--destdir", str(tmp_path / "pkg"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "pkg" / root.lstrip("/") / "etc/init.d/qemu-web1").exists()
+    bad = qi(root, "generate", "--init", "upstart")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "unknown init system" in bad.stderr
