@@ -228,11 +228,17 @@ def _hook(command: str) -> int:
 
 def _error_lines(gc: GuestControl, text: str, limit: int = 2) -> str:
     """QEMU's own error lines ("qemu-system-x86_64: -drive …: Could not open …"), without the
-    chatter around them (missing optional UI modules, warnings)."""
+    chatter around them (missing optional UI modules, warnings).
+
+    A failed tap script is the exception: QEMU only says "network script X failed with status
+    256", while the script said why on a line of its own ("X: bridge br0 does not exist; start
+    the service qemu-bridge-br0 first"). That line is the one the admin needs, so it is shown."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     prefix = os.path.basename(gc.argv[0]) + ": "
     errors = [line for line in lines if line.startswith(prefix) and ": warning: " not in line]
-    return "; ".join((errors or lines)[:limit]) or "no message"
+    scripts = [line.partition("network script ")[2].rpartition(" failed")[0] for line in errors]
+    said = [line for line in lines if any(s and line.startswith(s + ": ") for s in scripts)]
+    return "; ".join((said or errors or lines)[:limit]) or "no message"
 
 
 def _qemu_output(gc: GuestControl) -> Tuple[BinaryIO, int]:

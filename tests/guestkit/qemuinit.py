@@ -55,3 +55,15 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
                       "-no-reboot"]
     (folder / f"{name.lower()}-qemu.cfg").write_text("\n".join(cfg_lines + cfg.splitlines()) + "\n")
     return rcfile
+
+
+def qi_in(netns: str, root: Path, *args: str, check: Optional[int] = None,
+          timeout: float = 120) -> subprocess.CompletedProcess:
+    """``qi`` inside the network namespace ``netns`` (``ip netns exec``): what looks at or
+    changes the network (check's bridge warning, start/stop with taps) then sees only it."""
+    proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m", "qemu_init", "--root", str(root),
+                           *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check is not None:
+        assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr)
+    return proc
