@@ -3,6 +3,7 @@
 #   make test    install what the tests need (Debian packages, a venv) and run them
 #   make golden  rewrite the golden files after a deliberate change; review the diff
 #   make bench   run the benchmarks, print the table, write bench/results/latest.json
+#   make install / uninstall, man, completion: see "Installation" below
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ PY = $(VENV)/bin/python
 DEMO_ROOT ?= /tmp/qemu-init-demo
 PYTEST_ARGS ?=
 
-.PHONY: all demo test deps golden bench venv clean
+.PHONY: all demo test deps golden bench venv clean stage install uninstall man completion
 
 all: venv
 
@@ -39,3 +40,131 @@ bench: deps venv
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# --- Installation ---------------------------------------------------------------------------
+#   make install [DESTDIR=] [PREFIX=/usr/local] [SUFFIX=qemu-init] [LAYOUT=fhs|appdir]
+#                [APPDIR=/var/lib/qemud] [INITSYS=sysv|openrc|bsd|systemd|none] [PYTHON=python3]
+#   make uninstall   with the same variables: removes what the install's manifest lists, except
+#                    configuration files changed since, and folders that are not empty
+# The Python package goes to a private folder (LIBDIR) with small launchers in BINDIR, run by
+# PYTHON; its dependencies (jinja2, typer) come from the system. Every folder below can be
+# overridden on the command line, e.g. MANDIR=/usr/local/man. Packages that keep their own file
+# list set MANIFEST= and MKRUNDIR=no (a package must not ship a folder in /run, a tmpfs).
+#   make stage       build what install copies, under build/stage (no root needed)
+#   make man         regenerate man/qemu-init.5 from man/qemu-init.5.in and qemu_init/keys.py
+#   make completion  regenerate contrib/completion/* from the command line itself
+
+PREFIX ?= /usr/local
+SUFFIX ?= qemu-init
+LAYOUT ?= fhs
+APPDIR ?= /var/lib/qemud
+DESTDIR ?=
+# The host's init system when not given: the one running (the marks qemu_init/install.py
+# looks for), else SysV.
+ifeq ($(origin INITSYS),undefined)
+INITSYS := $(shell if [ -d /run/systemd/system ]; then echo systemd; \
+	elif [ -e /run/openrc/softlevel ]; then echo openrc; \
+	elif [ "$$(uname -s)" = FreeBSD ]; then echo bsd; else echo sysv; fi)
+endif
+MKRUNDIR ?= yes
+
+prefix := $(patsubst %/,%,$(PREFIX))
+# As qemu_init/paths.py: configuration in /etc for PREFIX=/usr, else in PREFIX/etc.
+ETCBASE = $(if $(filter-out /usr,$(prefix)),$(prefix)/etc,/etc)
+ifeq ($(LAYOUT),fhs)
+ETCDIR = $(ETCBASE)/$(SUFFIX)
+VARDIR = /var/lib/$(SUFFIX)
+RUNDIR = /run/$(SUFFIX)
+LOGDIR = /var/log/$(SUFFIX)
+LIBDIR = $(prefix)/lib/$(SUFFIX)
+DATADIR = $(prefix)/share/$(SUFFIX)
+else ifeq ($(LAYOUT),appdir)
+ETCDIR = $(APPDIR)/etc
+VARDIR = $(APPDIR)/var
+RUNDIR = $(APPDIR)/var/run
+LOGDIR = $(APPDIR)/var
+LIBDIR = $(APPDIR)/lib
+DATADIR = $(APPDIR)/dat
+else
+$(error LAYOUT must be fhs or appdir, not '$(LAYOUT)')
+endif
+BINDIR = $(prefix)/bin
+MANDIR = $(prefix)/share/man
+EXAMPLESDIR = $(DATADIR)/examples
+BASHCOMPDIR = $(prefix)/share/bash-completion/completions
+ZSHCOMPDIR = $(prefix)/share/zsh/site-functions
+FISHCOMPDIR = $(prefix)/share/fish/vendor_completions.d
+MANIFEST = $(DATADIR)/install-manifest
+# Where the host service goes, and its file name, for each init system.
+SERVICEDIR_sysv = /etc/init.d
+SERVICEDIR_openrc = /etc/init.d
+SERVICEDIR_bsd = $(ETCBASE)/rc.d
+SERVICEDIR_systemd = /etc/systemd/system
+SERVICEDIR = $(SERVICEDIR_$(INITSYS))
+SERVICE = qemud$(if $(filter systemd,$(INITSYS)),.service)
+SERVICEMODE = $(if $(filter systemd,$(INITSYS)),0644,0755)
+
+STAGE = build/stage
+INST = DESTDIR='$(DESTDIR)' MANIFEST='$(MANIFEST)' WORK='$(STAGE)/manifest' sh contrib/inst.sh
+
+# Everything install copies, built for these settings. The package is copied, not built with
+# pip: no build backend needed, and the templates symlink is resolved (-L).
+stage:
+	@case '$(INITSYS)' in sysv|openrc|bsd|systemd|none) ;; \
+	*) echo "INITSYS must be sysv, openrc, bsd, systemd or none, not '$(INITSYS)'" >&2; exit 1 ;; esac
+	rm -rf $(STAGE)
+	mkdir -p $(STAGE)/lib $(STAGE)/bin
+	cp -RL qemu_init $(STAGE)/lib/
+	find $(STAGE)/lib -name __pycache__ -prune -exec rm -rf {} + -o -name layout.conf -exec rm -f {} +
+	printf '%s\n' '# Written by make install: the layout of this installation (qemu_init/paths.py).' \
+	  'kind=$(LAYOUT)' 'prefix=$(prefix)' 'suffix=$(SUFFIX)' 'appdir=$(APPDIR)' \
+	  '# where qemu-init and qemu-init-helper are' 'bindir=$(BINDIR)' >$(STAGE)/lib/qemu_init/layout.conf
+	$(PYTHON) -m compileall -q --invalidation-mode checked-hash -d '$(LIBDIR)/qemu_init' $(STAGE)/lib/qemu_init
+	py=$$($(PYTHON) -c 'import sys; print(sys.executable)') && \
+	  $(PYTHON) contrib/mkfiles.py launchers $(STAGE)/bin '$(LIBDIR)' "$$py"
+	$(PYTHON) contrib/mkfiles.py host-conf $(STAGE)/qemu-init.conf
+	$(PYTHON) contrib/mkfiles.py template-cfg $(STAGE)/template-qemu.cfg
+ifneq ($(INITSYS),none)
+	$(PYTHON) contrib/mkfiles.py qemud $(INITSYS) $(LAYOUT) '$(prefix)' '$(SUFFIX)' '$(APPDIR)' '$(BINDIR)' \
+	  $(STAGE)/$(SERVICE)
+	@! grep -F '$(CURDIR)' $(STAGE)/$(SERVICE) || { echo "$(SERVICE) names the build folder" >&2; exit 1; }
+endif
+
+install: stage
+	$(INST) begin
+	$(INST) dir 0755 '$(BINDIR)' '$(LIBDIR)' '$(DATADIR)'
+	$(INST) tree $(STAGE)/lib/qemu_init '$(LIBDIR)/qemu_init'
+	for f in $(STAGE)/bin/*; do $(INST) file 0755 "$$f" '$(BINDIR)'/"$${f##*/}" || exit 1; done
+	$(INST) dir 0755 '$(ETCDIR)'
+	$(INST) conf 0644 $(STAGE)/qemu-init.conf '$(ETCDIR)/qemu-init.conf'
+	$(INST) conf 0644 $(STAGE)/template-qemu.cfg '$(ETCDIR)/template-qemu.cfg'
+	$(INST) dir 0750 '$(VARDIR)' '$(LOGDIR)'
+ifeq ($(MKRUNDIR),yes)
+	$(INST) dir 0755 '$(RUNDIR)'
+endif
+	$(INST) file 0644 man/qemu-init.8 '$(MANDIR)/man8/qemu-init.8'
+	$(INST) file 0644 man/qemud.8 '$(MANDIR)/man8/qemud.8'
+	$(INST) file 0644 man/qemu-init.5 '$(MANDIR)/man5/qemu-init.5'
+	$(INST) file 0644 contrib/completion/qemu-init.bash '$(BASHCOMPDIR)/qemu-init'
+	$(INST) file 0644 contrib/completion/_qemu-init '$(ZSHCOMPDIR)/_qemu-init'
+	$(INST) file 0644 contrib/completion/qemu-init.fish '$(FISHCOMPDIR)/qemu-init.fish'
+	$(INST) tree contrib/examples '$(EXAMPLESDIR)'
+ifneq ($(INITSYS),none)
+	$(INST) file $(SERVICEMODE) $(STAGE)/$(SERVICE) '$(SERVICEDIR)/$(SERVICE)'
+endif
+	$(INST) commit
+	@echo "installed; the system user the guests run as is not created here: see contrib/README-packaging.md"
+
+uninstall:
+	$(INST) uninstall
+
+man:
+	$(PYTHON) contrib/mkfiles.py man5 man/qemu-init.5.in man/qemu-init.5
+
+# Typer writes the scripts; zsh loads its file as the completion function itself, so that
+# file also calls the function it defines (else the first TAB would only define it).
+completion: venv
+	_QEMU_INIT_COMPLETE=source_bash $(PY) -m qemu_init >contrib/completion/qemu-init.bash
+	_QEMU_INIT_COMPLETE=source_fish $(PY) -m qemu_init >contrib/completion/qemu-init.fish
+	{ _QEMU_INIT_COMPLETE=source_zsh $(PY) -m qemu_init && echo '_qemu_init_completion "$$@"'; } \
+	  >contrib/completion/_qemu-init

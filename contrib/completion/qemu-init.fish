@@ -1,0 +1,1 @@
+complete --command qemu-init --no-files --arguments "(env _QEMU_INIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) qemu-init)" --condition "env _QEMU_INIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) qemu-init"
