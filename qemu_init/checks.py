@@ -137,9 +137,13 @@ def on_host(guest: Guest) -> List[Problem]:
             pwd.getpwnam(guest.runas)
         except KeyError:
             warn("RUNAS", f"user {guest.runas!r} does not exist on this host")
-    for bridge in guest.bridges:
-        if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
-            warn("BRIDGE", f"bridge {bridge} does not exist on this host (yet)")
+    warned = set()
+    for nic in guest.nics:  # each missing bridge once, where it is first named
+        if nic.bridge not in warned and not os.path.isdir(f"/sys/class/net/{nic.bridge}/bridge"):
+            warned.add(nic.bridge)
+            key = "BRIDGE" if nic.index == 0 else f"NIC{nic.index}"
+            warn(key, f"bridge {nic.bridge} does not exist on this host (yet)",
+                 None if nic.index == 0 else (nic.path, nic.line))
     for drive in guest.drives:
         if not os.path.exists(drive.file):
             label = ("DSK" if drive.kind == "disk" else "CDR") + str(drive.index)

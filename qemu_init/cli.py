@@ -6,6 +6,7 @@ reported in one line too unless --debug asks for the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import List, Optional
@@ -14,7 +15,7 @@ import typer
 
 from . import __version__
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest
-from .errors import ERROR, ConfigError, Problem, QemuInitError
+from .errors import ERROR, ConfigError, GuestError, Problem, QemuInitError
 from .inventory import Inventory, rcfiles
 from .paths import ROOT_ENV, host_paths
 from . import values
@@ -235,34 +236,44 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
 
 # --- runtime --------------------------------------------------------------------------------
 
-def _control(name: str):
+@contextlib.contextmanager
+def _guest(name: str):
+    """(GuestControl, runtime.control) of a registered guest; runtime errors name the guest,
+    as the init scripts' helper does."""
     from .runtime import control
     inventory = inv()
     entry, guest = inventory.guest(name)
-    return inventory.control(entry, guest), control
+    try:
+        yield inventory.control(entry, guest), control
+    except GuestError as exc:
+        raise GuestError(f"{guest.name}: {exc}", exc.exit_code) from None
+
+
+def _progress(name: str):
+    return lambda step: typer.echo(f"{name}: {step}", err=True)
 
 
 def _state(name: str) -> str:
     try:
-        gc, control = _control(name)
-        return control.status(gc)[1].split(": ", 1)[-1]
+        with _guest(name) as (gc, control):
+            return control.status(gc)[1].split(": ", 1)[-1]
     except QemuInitError as exc:
         return f"invalid ({exc.__class__.__name__})"
 
 
 def _is_running(name: str) -> bool:
     try:
-        gc, control = _control(name)
+        with _guest(name) as (gc, control):
+            return control.status(gc)[0] == 0
     except QemuInitError:
         return False
-    return control.status(gc)[0] == 0
 
 
 @app.command()
 def start(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
     """Start a guest (the same code path as its init script)."""
-    gc, control = _control(name)
-    control.start(gc)
+    with _guest(name) as (gc, control):
+        control.start(gc)
 
 
 @app.command()
@@ -271,23 +282,23 @@ def stop(name: str = typer.Argument(..., autocompletion=complete_guest),
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
          force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
     """Shut a guest down cleanly: power button, wait, then force it off."""
-    gc, control = _control(name)
-    control.stop(gc, timeout=timeout, force=force, progress=lambda line: typer.echo(line, err=True))
+    with _guest(name) as (gc, control):
+        control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))
 
 
 @app.command()
 def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
     """Stop, then start a guest."""
-    gc, control = _control(name)
-    control.stop(gc, progress=lambda line: typer.echo(line, err=True))
-    control.start(gc)
+    with _guest(name) as (gc, control):
+        control.stop(gc, progress=_progress(gc.name))
+        control.start(gc)
 
 
 @app.command()
 def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
     """One line about the guest; exits with the LSB status code (0 running, 1 dead, 3 stopped)."""
-    gc, control = _control(name)
-    code, line = control.status(gc)
+    with _guest(name) as (gc, control):
+        code, line = control.status(gc)
     typer.echo(line)
     raise typer.Exit(code)
 
@@ -296,8 +307,8 @@ def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> No
 def monitor(name: str = typer.Argument(..., autocompletion=complete_guest),
             command: List[str] = typer.Argument(None, help="A monitor command; none: interactive session.")) -> None:
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
-    gc, control = _control(name)
-    control.monitor(gc, " ".join(command) if command else None)
+    with _guest(name) as (gc, control):
+        raise typer.Exit(control.monitor(gc, " ".join(command) if command else None))
 
 
 # --- host service ---------------------------------------------------------------------------
@@ -318,13 +329,15 @@ def qemud_stop() -> None:
 
 @qemud_app.command("status")
 def qemud_status() -> None:
-    """A table of every registered guest."""
+    """A table of every registered guest; exit 0 while every autostart guest runs, else 3."""
     from . import hostsvc
     rows = hostsvc.status(inv())
     if rows:
         table(rows, ["NAME", "STATE", "PID", "VNC", "MONITOR", "AUTOSTART", "DESCRIPTION"])
     else:
         typer.echo("no guests registered")
+    # LSB: the service is "running" (0) while every autostart guest runs, else "not running" (3).
+    raise typer.Exit(0 if all(r[1] in ("running", "paused") for r in rows if r[5] == "yes") else 3)
 
 
 def main() -> None:

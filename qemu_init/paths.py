@@ -8,6 +8,7 @@ DIR, which is how tests and the demo run without touching the real /etc.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -58,8 +59,9 @@ class Paths:
             dirs = dict(etcdir=f"{home}/etc", vardir=f"{home}/var", rundir=f"{home}/var/run",
                         logdir=f"{home}/var")
         else:
+            run = "/var/run" if sys.platform.startswith("freebsd") else "/run"  # FreeBSD has no /run
             dirs = dict(etcdir=f"{etc_base}/{layout.suffix}", vardir=f"/var/lib/{layout.suffix}",
-                        rundir=f"/run/{layout.suffix}", logdir=f"/var/log/{layout.suffix}")
+                        rundir=f"{run}/{layout.suffix}", logdir=f"/var/log/{layout.suffix}")
         dirs.update(initdir="/etc/init.d", rcddir=f"{etc_base}/rc.d", unitdir="/etc/systemd/system")
         return cls(root=root, **{k: root + v for k, v in dirs.items()})
 

@@ -105,6 +105,8 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
     ("-drive 'file=a.img\n", ":1: unterminated quote"),
     ("NIC1=br1,speed=10\n", ":1: NIC1: unknown NIC property"),
     ("NIC1=br1,mac=xx\n", ":1: NIC1: not a MAC address"),
+    ("NIC1=br/1\n", ":1: NIC1: not a network interface name"),
+    ("NIC1=averyveryverylongbridge\n", ":1: NIC1: not a network interface name"),
     (b"-device caf\xc3\x28\n", ":1: not UTF-8 text"),
 ])
 def test_cfg_rule_breaks(tmp_path, cfg, where):
