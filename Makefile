@@ -153,7 +153,7 @@ ifneq ($(INITSYS),none)
 	$(INST) file $(SERVICEMODE) $(STAGE)/$(SERVICE) '$(SERVICEDIR)/$(SERVICE)'
 endif
 	$(INST) commit
-	@echo "installed; the system user the guests run as is not created here: see README.md, "Install from source""
+	@echo "installed; the system user the guests run as is not created here: see README.md, 'Install from source'"
 
 uninstall:
 	$(INST) uninstall
