@@ -80,7 +80,7 @@ def new(name: str = typer.Argument(..., help="The new guest's name."),
         dir: str = typer.Option(".", "--dir", help="Folder for the guest's files.")) -> None:
     """Write a commented rc-file and cfg-file for a new guest."""
     from . import render
-    from .registry import write_atomic
+    from .files import write_atomic
     try:
         values.name(name)
     except ValueError as exc:

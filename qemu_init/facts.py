@@ -60,7 +60,7 @@ def qemu_version(tgtarch: str, paths: Paths) -> Optional[Tuple[int, int]]:
     version = (int(match.group(1)), int(match.group(2)))
     cache[key] = list(version)
     try:
-        from .registry import write_atomic
+        from .files import write_atomic
         write_atomic(cache_file, json.dumps(cache, indent=1) + "\n")
     except OSError:
         pass  # a read-only VARDIR only costs a probe next time

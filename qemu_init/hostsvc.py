@@ -6,11 +6,10 @@ so a host shutdown takes about as long as its slowest guest, not the sum of all 
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Set, Tuple
 
 from .errors import ERROR, QemuInitError
 from .inventory import Inventory

@@ -7,14 +7,13 @@ script either old and whole or new and whole, never half written.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 from typing import List, Optional, Sequence, Tuple
 
 from . import render
 from .errors import RenderError
+from .files import write_atomic
 from .inventory import Inventory
 
 ALL = "all"
@@ -41,36 +40,9 @@ def _inits(init: Optional[str]) -> List[str]:
     return [init]
 
 
-def write_file(path: str, text: str, mode: int) -> None:
-    """Replace ``path`` atomically with ``text``: a temporary file beside it, written, given its
-    mode (and root as owner when we are root), synced, then renamed over it."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            if os.geteuid() == 0:
-                os.fchown(handle.fileno(), 0, 0)
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # The rename itself is durable only once the folder is synced.
-    dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-
-
 def _write_all(files: Sequence[Tuple[str, str, int]]) -> List[str]:
     for path, text, mode in files:
-        write_file(path, text, mode)
+        write_atomic(path, text, mode, root_owned=True)
     return [path for path, _, _ in files]
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Iterator, List, Optional
 
 from .errors import RegistryError
+from .files import write_atomic
 from .paths import Paths
 
 _HEADER = "# Registered qemu-init guests: NUMBER NAME FOLDER. Managed by `qemu-init register`.\n"
@@ -32,24 +32,6 @@ class Entry:
     @property
     def rcfile(self) -> str:
         return os.path.join(self.folder, f"{self.name.lower()}-qemud.rc")
-
-
-def write_atomic(path: str, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` whole or not at all: write a temporary file beside it, fsync, rename."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _lines(path: str) -> List[str]:

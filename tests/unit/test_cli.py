@@ -1,10 +1,8 @@
 """The command line as a user runs it: exit codes, one line per problem, never a traceback."""
 
-import os
 import subprocess
 import sys
 
-import pytest
 
 VALID = "NAME={name}\nTGTARCH=qemu-system-x86_64\nKVM=no\n"
 

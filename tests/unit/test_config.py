@@ -1,6 +1,5 @@
 """Reading rc-files and cfg-files: every rule of SPEC §1.2, §2 and §3, every problem located."""
 
-import os
 
 import pytest
 
