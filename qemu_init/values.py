@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 NAME_MAX = 40
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
@@ -26,6 +26,22 @@ _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
 
 MONITOR_KINDS = {"": "", "0": "off", "inet": "inet", "ipv4": "inet", "inet6": "inet6", "ipv6": "inet6", "unix": "unix", "off": "off"}
+
+
+def _matching(pattern: "re.Pattern[str]", message: str) -> Callable[[str], str]:
+    """A parser that accepts exactly what ``pattern`` matches; ``message`` names the value."""
+    def parse(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(message.format(value=repr(value)))
+        return value
+    return parse
+
+
+user = _matching(_USER, "not a user or group name: {value}")
+smp = _matching(_SMP, "not a CPU count: {value} (e.g. 2, or 4,sockets=1,cores=4)")
+# CPU and MACHINE: a model with optional properties, one QEMU argument, no spaces.
+qemu_property = _matching(_QEMU_PROP, "not a QEMU model name with properties: {value}")
+identifier = _matching(_IDENT, "not a QEMU device or adapter name: {value}")
 
 
 def name(value: str) -> str:
@@ -83,12 +99,6 @@ def tgtarch(value: str) -> str:
     return value
 
 
-def user(value: str) -> str:
-    if not _USER.fullmatch(value):
-        raise ValueError(f"not a user or group name: {value!r}")
-    return value
-
-
 def monitor(value: str) -> str:
     try:
         return MONITOR_KINDS[value.lower()]
@@ -101,25 +111,6 @@ def size(value: str) -> str:
     if not match:
         raise ValueError(f"not a memory size: {value!r} (e.g. 512M, 2G)")
     return match.group(1) + (match.group(2).upper() or "M")
-
-
-def smp(value: str) -> str:
-    if not _SMP.fullmatch(value):
-        raise ValueError(f"not a CPU count: {value!r} (e.g. 2, or 4,sockets=1,cores=4)")
-    return value
-
-
-def qemu_property(value: str) -> str:
-    """A model with optional properties (CPU, MACHINE): one QEMU argument, no spaces."""
-    if not _QEMU_PROP.fullmatch(value):
-        raise ValueError(f"not a QEMU model name with properties: {value!r}")
-    return value
-
-
-def identifier(value: str) -> str:
-    if not _IDENT.fullmatch(value):
-        raise ValueError(f"not a QEMU device or adapter name: {value!r}")
-    return value
 
 
 def ifname(value: str) -> str:
