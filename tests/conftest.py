@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 import guestkit  # noqa: E402
+from guestkit.qemuinit import Root  # noqa: E402
 
 
 def _require_root_and_qemu() -> None:
@@ -27,18 +28,33 @@ def test_guest() -> guestkit.TestGuest:
     return guestkit.build_test_guest()
 
 
+@pytest.fixture(scope="session")
+def subreaper():
+    """From the first test that asks on, this process adopts the daemonized QEMUs and reaps them
+    (guestkit.subreaper): this machine's PID 1 reaps lazily."""
+    with guestkit.subreaper():
+        yield
+
+
 @pytest.fixture
 def sandbox():
-    """A short, empty directory (/tmp/qi-…); afterwards every QEMU naming it is killed and it
-    is removed, even when the test failed."""
+    """A short, empty directory (/tmp/qi-…); afterwards every process naming it (QEMUs, helpers,
+    hooks) is killed, the QEMUs we adopted are reaped and it is removed, even when the test failed."""
     path = guestkit.short_tempdir()
     try:
         yield path
     finally:
         try:
-            guestkit.kill_qemu(str(path))
+            guestkit.kill_processes(str(path))
+            guestkit.reap_qemu()
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def qiroot(sandbox, subreaper) -> Root:
+    """A qemu-init root in the sandbox, with guests in ROOT/vms (guestkit.qemuinit.Root)."""
+    return Root(sandbox)
 
 
 @pytest.fixture

@@ -1,31 +1,14 @@
 """The command line `show` prints is the one real QEMU runs (SPEC §2–§3, issue 2)."""
 
-import json
 import os
 import socket
 import subprocess
 
 import pytest
-from guestkit import qemu_processes, wait_for_line, wait_gone
+from guestkit import qemu_processes, qmp, wait_for_line, wait_gone
 from guestkit.qemuinit import host_conf, qi, write_guest
 
 pytestmark = pytest.mark.qemu
-
-
-def qmp(path, command):
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        stream = sock.makefile("rwb")
-        json.loads(stream.readline())
-        for cmd in ("qmp_capabilities", command):
-            stream.write(json.dumps({"execute": cmd}).encode() + b"\n")
-            stream.flush()
-            while True:
-                reply = json.loads(stream.readline())
-                if "event" not in reply:
-                    break
-        return reply
 
 
 def run_shown(root, name):
@@ -52,10 +35,10 @@ def test_shown_command_line_runs_in_real_qemu(sandbox, test_guest):
     assert [a.decode() for a in cmdline] == argv  # byte for byte what show printed
     assert cmdline[cmdline.index(b"-name") + 1] == b"cmd1,process=qemu-cmd1"
     assert qmp_sock.is_socket()
-    assert qmp(str(qmp_sock), "query-status")["return"]["status"] == "running"
+    assert qmp(qmp_sock, "query-status")[0]["status"] == "running"
     listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
     assert f"127.0.0.1:{5900 + 33} " in listening and f"127.0.0.1:{port} " in listening
-    qmp(str(qmp_sock), "quit")
+    qmp(qmp_sock, "quit")
     assert wait_gone(pid)
     assert not pidfile.exists() and not qmp_sock.exists()
 
@@ -68,7 +51,7 @@ def test_kernel_in_cfg_file_boots_and_prints(sandbox, test_guest):
     run_shown(root, "boot1")
     assert wait_for_line(serial, "QI-BOOTED boot1", timeout=60)
     assert wait_for_line(serial, "QI-ECHO hello", timeout=10)
-    qmp(str(root / "run/qemu-init/boot1.qmp"), "system_powerdown")
+    qmp(root / "run/qemu-init/boot1.qmp", "system_powerdown")
     assert wait_for_line(serial, "QI-POWEROFF", timeout=30)
     pid_gone = not (root / "run/qemu-init/boot1.pid").exists() or wait_gone(
         int((root / "run/qemu-init/boot1.pid").read_text()))
@@ -84,7 +67,7 @@ def test_hostile_disk_path_reaches_qemu_byte_for_byte(sandbox):
     write_guest(folder, "odd1", cfg=f"DSK1='{disk}'\n")
     qi(root, "register", str(folder), check=0)
     run_shown(root, "odd1")
-    reply = qmp(str(root / "run/qemu-init/odd1.qmp"), "query-block")
-    files = [b["inserted"]["file"] for b in reply["return"] if "inserted" in b]
+    blocks = qmp(root / "run/qemu-init/odd1.qmp", "query-block")[0]
+    files = [b["inserted"]["file"] for b in blocks if "inserted" in b]
     assert str(disk) in files
-    qmp(str(root / "run/qemu-init/odd1.qmp"), "quit")
+    qmp(root / "run/qemu-init/odd1.qmp", "quit")

@@ -3,43 +3,15 @@ in a network namespace reach each other, and nothing is left behind on the host.
 
 Timings are printed (run with -s to see them)."""
 
-import json
-import socket
 import subprocess
 import time
 
 import pytest
 
 import guestkit
-from guestkit import QEMU, qemu_guest_args, wait_for_line
+from guestkit import QEMU, qemu_guest_args, qmp, wait_for_line
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root]
-
-
-def qmp(sock_path, *commands, timeout=10.0):
-    """Run QMP commands (names, no arguments) on a unix socket; return their results.
-
-    Each reply is awaited before the next command and before closing: QEMU drops a command
-    whose connection closes before it was dispatched.
-    """
-    results = []
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(str(sock_path))
-        stream = sock.makefile("rwb")
-        greeting = json.loads(stream.readline())
-        assert "QMP" in greeting, greeting
-        for command in commands:
-            stream.write(json.dumps({"execute": command}).encode() + b"\n")
-            stream.flush()
-            while True:
-                reply = json.loads(stream.readline())
-                if "event" in reply:  # asynchronous, e.g. POWERDOWN: not the answer
-                    continue
-                assert "return" in reply, f"{command}: {reply}"
-                results.append(reply["return"])
-                break
-    return results
 
 
 def host_links():
@@ -72,7 +44,7 @@ def test_guest_boots_and_powers_off_on_system_powerdown(test_guest, sandbox):
     wait_for_line(log, "QI-READY", timeout=10)
 
     pressed = time.monotonic()
-    qmp(sock, "qmp_capabilities", "system_powerdown")
+    qmp(sock, "system_powerdown")
     assert guestkit.wait_gone(pid, timeout=10), "QEMU still runs 10 s after system_powerdown"
     poweroff = time.monotonic() - pressed
     wait_for_line(log, "QI-POWEROFF", timeout=1)

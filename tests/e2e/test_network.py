@@ -32,7 +32,6 @@ import pytest
 import guestkit
 from guestkit import wait_for_line
 from guestkit.qemuinit import host_conf, qi, qi_in, write_guest
-from initkit import subreaper  # noqa: F401 (fixture: the daemonized QEMUs become our children)
 
 from qemu_init.config import derived_mac
 

@@ -14,16 +14,17 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import pytest
 
-from initkit import QEMU, alive, run, qiroot, subreaper  # noqa: F401 (fixtures)
+from guestkit import QEMU, process_alive, qemu_processes, run, wait_for_line
+from guestkit.qemuinit import qemud_host, status_rows
 
 OPENRC_RUN = shutil.which("openrc-run")
 RC_DEPEND = "/lib/rc/bin/rc-depend"
 pytestmark = [pytest.mark.qemu, pytest.mark.root,
-              pytest.mark.skipif(QEMU is None or OPENRC_RUN is None, reason="needs QEMU and openrc-run"),
+              pytest.mark.skipif(shutil.which(QEMU) is None or OPENRC_RUN is None, reason="needs QEMU and openrc-run"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mount namespaces)")]
 
 # What openrc makes in its state folder at boot; openrc-run expects it all.
@@ -100,7 +101,7 @@ def test_openrc_run_starts_reports_and_stops_a_real_guest(qiroot, openrc):
     # (a symlink to /etc/init.d/localmount, which only the namespace has)
     assert os.path.lexists(qiroot.path("openrc-state/started/localmount")), "need localmount was honoured"
     pid = qiroot.pid("stub1")
-    assert alive(pid)
+    assert process_alive(pid)
     assert f"running (pid {pid}" in action("status", 0).stdout
     action("start", 0)  # OpenRC: already started
     assert qiroot.pid("stub1") == pid
@@ -110,7 +111,7 @@ def test_openrc_run_starts_reports_and_stops_a_real_guest(qiroot, openrc):
 
     stopped = action("stop", 0)
     assert "GONE" in stopped.stdout, stopped.stdout  # the helper's clean-shutdown steps ran
-    assert not alive(pid)
+    assert not process_alive(pid)
     action("status", 3)
     action("stop", 0)
 
@@ -153,3 +154,40 @@ def test_hostile_values_do_not_run_under_openrc_run(qiroot, openrc):
     for name in ("status", "start", "status", "describe", "stop"):
         openrc(OPENRC_RUN, "/etc/init.d/qemu-hostile1", name)
     assert not canary.exists()
+
+
+def test_openrc_run_starts_and_stops_the_guests_with_the_qemud_script(qiroot, openrc, test_guest):
+    """The host service under openrc-run (issue 5): the stubborn stub1 and the real Linux lin1
+    are autostart guests, idle1 is registered only."""
+    vms = Path(qiroot.vms)
+    qemud_host(Path(qiroot.root), vms, test_guest)
+    qiroot.qi("install", "--init", "openrc")
+    started = qiroot.path("openrc-state/started/qemud")
+
+    def qemud(name: str, code: int) -> Dict[str, Tuple[str, ...]]:
+        """openrc-run's exit status must be ``code``; returns NAME -> (STATE, PID) when the
+        output is the status table."""
+        result = openrc(OPENRC_RUN, "/etc/init.d/qemud", name)
+        assert result.returncode == code, (name, result.returncode, result.stdout, result.stderr)
+        return status_rows(result.stdout)
+
+    nothing_runs = dict.fromkeys(("stub1", "lin1", "idle1"), ("stopped", "-"))
+    assert qemud("status", 3) == nothing_runs
+    qemud("start", 0)
+    assert os.path.lexists(started), "OpenRC counts qemud as started"
+    pids = {name: qiroot.pid(name) for name in ("stub1", "lin1")}
+    assert all(process_alive(pid) for pid in pids.values())
+    assert qemu_processes(qiroot.root) == sorted(pids.values())
+    assert not os.path.exists(qiroot.path("run/qemu-init/idle1.pid")), "idle1 is not autostart"
+    assert qemud("status", 0) == {"stub1": ("running", str(pids["stub1"])),
+                                  "lin1": ("running", str(pids["lin1"])), "idle1": ("stopped", "-")}
+
+    wait_for_line(vms / "lin1.serial", "QI-BOOTED lin1", timeout=120)
+    qemud("stop", 0)
+    assert not os.path.lexists(started)
+    assert qemu_processes(qiroot.root) == []
+    assert not any(process_alive(pid) for pid in pids.values())
+    assert not list(Path(qiroot.path("run/qemu-init")).glob("*.pid"))
+    assert "QI-POWEROFF" in (vms / "lin1.serial").read_text()  # the Linux guest shut down cleanly
+    assert qemud("status", 3) == nothing_runs
+    qemud("stop", 0)  # OpenRC: already stopped

@@ -1,11 +1,12 @@
 """The host service (SPEC §7, issue 5) with real QEMU guests."""
 
 import os
+import shutil
 import time
 
 import pytest
-from guestkit import qemu_processes, wait_for_line
-from guestkit.qemuinit import host_conf, qi, write_guest
+from guestkit import process_alive, qemu_processes, run, wait_for_line
+from guestkit.qemuinit import host_conf, qemud_host, qi, register, status_rows, write_guest
 
 pytestmark = pytest.mark.qemu
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -16,12 +17,6 @@ def started_at(root, name):
     pid = int((root / f"run/qemu-init/{name}.pid").read_text())
     stat = open(f"/proc/{pid}/stat").read()
     return int(stat.rpartition(")")[2].split()[19]) / TICKS
-
-
-def register(root, folder, *autostart):
-    qi(root, "register", str(folder), check=0)
-    for name in autostart:
-        qi(root, "autostart", "on", name, check=0)
 
 
 def test_start_order_depends_and_bootdelay(sandbox):
@@ -106,7 +101,7 @@ def test_a_failing_guest_does_not_stop_the_others(sandbox):
     assert "nodisk1: failed to start:" in proc.stdout and "missing.qcow2" in proc.stdout
     assert proc.stdout.splitlines()[-1] == "failed: nodisk1"
     assert len(qemu_processes(str(sandbox))) == 2
-    rows = {l.split()[0]: l.split()[1] for l in qi(root, "qemud", "status", check=0).stdout.splitlines()[1:]}
+    rows = {l.split()[0]: l.split()[1] for l in qi(root, "qemud", "status", check=3).stdout.splitlines()[1:]}
     assert rows == {"ok1": "running", "nodisk1": "stopped", "ok2": "running"}
     qi(root, "qemud", "stop", check=0)
 
@@ -119,8 +114,51 @@ def test_a_guest_whose_files_went_bad_is_still_stopped(sandbox, test_guest):
     qi(root, "qemud", "start", check=0)
     wait_for_line(vms / "bad1.serial", "QI-BOOTED bad1", timeout=60)
     rc.write_text(rc.read_text() + "RAM=lots\n")  # broken while it runs
-    assert "bad1" in qi(root, "qemud", "status", check=0).stdout
+    assert "bad1" in qi(root, "qemud", "status", check=3).stdout  # listed, as invalid: exit 3
     out = qi(root, "qemud", "stop", check=0, timeout=120).stdout
     assert "bad1: stopped" in out
     assert wait_for_line(vms / "bad1.serial", "QI-POWEROFF", timeout=1)  # cleanly, by the power button
     assert qemu_processes(str(sandbox)) == []
+
+
+# -- the generated qemud scripts (issue 5, acceptance 5) ----------------------------------------
+
+@pytest.mark.root
+@pytest.mark.usefixtures("subreaper")
+@pytest.mark.skipif(shutil.which("dash") is None, reason="needs dash")
+def test_sysv_qemud_script_starts_and_stops_the_guests_under_dash(sandbox, test_guest):
+    """The generated SysV qemud script under dash: the stubborn stub1 and the real Linux lin1 are
+    autostart guests, idle1 is registered only."""
+    root, vms = sandbox / "root", sandbox / "vms"
+    qemud_host(root, vms, test_guest)
+    qi(root, "install", "--init", "sysv", check=0)
+
+    def sysv(script, action, code):
+        result = run("dash", str(root / "etc/init.d" / script), action)
+        assert result.returncode == code, (script, action, result.returncode, result.stdout, result.stderr)
+        return result
+
+    def pid(name):
+        return int((root / f"run/qemu-init/{name}.pid").read_text())
+
+    nothing_runs = dict.fromkeys(("stub1", "lin1", "idle1"), ("stopped", "-"))
+    assert status_rows(sysv("qemud", "status", 3).stdout) == nothing_runs
+    sysv("qemud", "start", 0)
+    pids = {name: pid(name) for name in ("stub1", "lin1")}
+    assert all(process_alive(p) for p in pids.values())
+    assert qemu_processes(str(sandbox)) == sorted(pids.values())
+    assert not (root / "run/qemu-init/idle1.pid").exists(), "idle1 is not autostart"
+    assert status_rows(sysv("qemud", "status", 0).stdout) == {"stub1": ("running", str(pids["stub1"])),
+                                                            "lin1": ("running", str(pids["lin1"])),
+                                                            "idle1": ("stopped", "-")}
+
+    sysv("qemu-idle1", "start", 0)  # stop takes every running guest, autostart or not
+    pids["idle1"] = pid("idle1")
+    wait_for_line(vms / "lin1.serial", "QI-BOOTED lin1", timeout=120)
+    sysv("qemud", "stop", 0)
+    assert qemu_processes(str(sandbox)) == []
+    assert not any(process_alive(p) for p in pids.values())
+    assert not list((root / "run/qemu-init").glob("*.pid"))
+    assert "QI-POWEROFF" in (vms / "lin1.serial").read_text()  # the Linux guest shut down cleanly
+    assert status_rows(sysv("qemud", "status", 3).stdout) == nothing_runs
+    sysv("qemud", "stop", 0)  # nothing left to stop

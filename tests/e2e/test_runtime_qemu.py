@@ -15,16 +15,18 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from typing import List
 
 import pytest
 
+import guestkit
+from guestkit import qemu_processes, wait_gone
 from qemu_init.runtime import proc
 
-QEMU = shutil.which("qemu-system-x86_64")
-pytestmark = [pytest.mark.qemu,
+QEMU = shutil.which(guestkit.QEMU)
+# subreaper (tests/conftest.py): the daemonized QEMUs become our children and are reaped soon.
+pytestmark = [pytest.mark.qemu, pytest.mark.usefixtures("subreaper"),
               pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 not installed")]
 
 
@@ -38,66 +40,6 @@ HELPER = [sys.executable, "-m", "qemu_init.runtime.helper"]
 def helper(*args: str, **kwargs) -> subprocess.CompletedProcess:
     kwargs.setdefault("timeout", 120)
     return subprocess.run([*HELPER, *args], capture_output=True, text=True, **kwargs)
-
-
-def marked(marker: str, qemu_only: bool = False) -> List[int]:
-    """Running (not zombie) processes whose command line contains ``marker``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            argv = proc.cmdline(int(entry))
-        except OSError:
-            continue
-        if argv and any(marker in a for a in argv) and proc.running(int(entry)):
-            if not qemu_only or os.path.basename(argv[0]).startswith("qemu"):
-                pids.append(int(entry))
-    return pids
-
-
-def kill_marked(marker: str) -> None:
-    for _ in range(50):
-        pids = marked(marker)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"processes survive SIGKILL: {marked(marker)}")
-
-
-def reap_qemu_zombies() -> None:
-    """Reap the QEMUs we adopted (see ``adopt_orphans``) once they have exited."""
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                text = f.read()
-        except (OSError, ValueError):
-            continue
-        comm = text[text.find("(") + 1:text.rfind(")")]
-        state, ppid = text[text.rfind(")") + 2:].split()[:2]
-        if state == "Z" and int(ppid) == os.getpid() and comm.startswith("qemu"):
-            try:
-                os.waitpid(int(entry), os.WNOHANG)
-            except ChildProcessError:
-                pass
-
-
-@pytest.fixture(scope="module", autouse=True)
-def adopt_orphans():
-    """Become the reaper of orphaned QEMUs (PR_SET_CHILD_SUBREAPER): the init of some containers
-    reaps lazily, and `pgrep qemu` would list their zombies for a while after the tests."""
-    import ctypes
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    adopted = prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
-    yield
-    if adopted:
-        prctl(36, 0, 0, 0, 0)
-        reap_qemu_zombies()
 
 
 class Guest:
@@ -142,7 +84,7 @@ class Guest:
             return int(f.read())
 
     def qemus(self) -> List[int]:
-        return marked(self.dir, qemu_only=True)
+        return qemu_processes(self.dir)
 
     def logtext(self) -> str:
         with open(self.log) as f:
@@ -150,27 +92,16 @@ class Guest:
 
 
 @pytest.fixture
-def guest():
-    folder = tempfile.mkdtemp(prefix="qi-", dir="/tmp")  # short: unix socket paths < 108 bytes
-    try:
-        yield Guest(folder)
-    finally:
-        kill_marked(folder)
-        reap_qemu_zombies()
-        shutil.rmtree(folder, ignore_errors=True)
+def guest(sandbox):
+    """A Guest in the sandbox (tests/conftest.py: short, for unix socket paths < 108 bytes; whatever
+    names it is killed afterwards)."""
+    return Guest(str(sandbox))
 
 
 def started(guest: Guest, *options: str, **kwargs) -> int:
     result = guest.start(*options, **kwargs)
     assert result.returncode == 0, result.stderr
     return guest.pid()
-
-
-def wait_gone(pid: int, seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while proc.running(pid):
-        assert time.monotonic() < deadline, f"pid {pid} still running"
-        time.sleep(0.05)
 
 
 # -- stop --------------------------------------------------------------------------------------
@@ -203,7 +134,7 @@ def test_stubborn_guest_is_forced_off_soon_after_the_timeout(guest):
 def test_sigkilled_guest_is_dead_then_start_cleans_up_and_starts_again(guest):
     pid = started(guest)
     os.kill(pid, signal.SIGKILL)
-    wait_gone(pid)
+    assert wait_gone(pid)
     assert os.path.exists(guest.pidfile) and os.path.exists(guest.qmp)  # left behind
 
     status = guest.status()
@@ -219,7 +150,7 @@ def test_sigkilled_guest_is_dead_then_start_cleans_up_and_starts_again(guest):
 def test_stop_of_a_sigkilled_guest_cleans_up(guest):
     pid = started(guest)
     os.kill(pid, signal.SIGKILL)
-    wait_gone(pid)
+    assert wait_gone(pid)
     result = guest.stop()
     assert result.returncode == 0, result.stderr
     assert not os.path.exists(guest.pidfile) and not os.path.exists(guest.qmp)
@@ -324,7 +255,7 @@ def test_foreground_qemu_is_detached_by_the_helper(guest):
     assert guest.status().returncode == 0
     result = guest.stop("--force")
     assert result.returncode == 0, result.stderr
-    wait_gone(pid)
+    assert wait_gone(pid)
 
 
 # -- PRECMD / POSTCMD --------------------------------------------------------------------------
@@ -382,7 +313,7 @@ def test_runas_drops_privileges_and_stop_still_cleans_up(system_user, guest):
     assert os.stat(guest.pidfile).st_uid == 0 and os.stat(guest.qmp).st_uid == 0
     result = guest.stop("--timeout", "1")
     assert result.returncode == 0, result.stderr
-    wait_gone(pid)
+    assert wait_gone(pid)
     # QEMU, no longer root, cannot remove its pid file and socket: the helper does
     assert not os.path.exists(guest.pidfile) and not os.path.exists(guest.qmp)
 

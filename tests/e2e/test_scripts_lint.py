@@ -15,7 +15,7 @@ from typing import List
 
 import pytest
 
-from initkit import QEMU, run, qiroot, subreaper  # noqa: F401 (fixtures)
+from guestkit import QEMU, run
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 INITS = ("sysv", "openrc", "bsd", "systemd")
@@ -69,7 +69,7 @@ def test_scripts_generated_here_are_clean_posix_sh(qiroot, helper):
 
 
 @pytest.mark.qemu
-@pytest.mark.skipif(QEMU is None, reason="needs QEMU")
+@pytest.mark.skipif(shutil.which(QEMU) is None, reason="needs QEMU")
 @pytest.mark.skipif(os.geteuid() != 0, reason="PRECMD runs only from a root-owned rc-file")
 @pytest.mark.parametrize("shell", SHELLS, ids=" ".join)
 def test_hostile_values_never_run(qiroot, shell):

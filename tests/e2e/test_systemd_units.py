@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import pytest
 
-from initkit import run, qiroot, subreaper  # noqa: F401 (fixtures)
+from guestkit import run
 from qemu_init.checks import FORCED_STEPS, shutdown_time
 
 ANALYZE = shutil.which("systemd-analyze")

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from initkit import QEMU, STUBBORN, alive, run, qiroot, subreaper, wait_gone  # noqa: F401 (fixtures)
+from guestkit import QEMU, process_alive, run, wait_gone
+from guestkit.qemuinit import STUBBORN
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root,
-              pytest.mark.skipif(QEMU is None or shutil.which("dash") is None, reason="needs QEMU and dash"),
+              pytest.mark.skipif(shutil.which(QEMU) is None or shutil.which("dash") is None, reason="needs QEMU and dash"),
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 GENERATOR = "/lib/systemd/system-generators/systemd-sysv-generator"
 
@@ -41,26 +42,26 @@ def test_lsb_actions_and_exit_codes_with_a_real_guest(qiroot):
 
     lsb("start", 0)
     pid = qiroot.pid("stub1")
-    assert alive(pid)
+    assert process_alive(pid)
     assert "already running" in lsb("start", 0).stdout and qiroot.pid("stub1") == pid
     assert f"running (pid {pid}" in lsb("status", 0).stdout
 
     lsb("restart", 0)
     restarted = qiroot.pid("stub1")
-    assert restarted != pid and alive(restarted) and not alive(pid)
+    assert restarted != pid and process_alive(restarted) and not process_alive(pid)
     lsb("force-reload", 0)  # no reload in QEMU: a running guest is restarted
     assert qiroot.pid("stub1") != restarted
 
     last = qiroot.pid("stub1")
     lsb("stop", 0)
-    assert not alive(last)
+    assert not process_alive(last)
     lsb("stop", 0)
     lsb("status", 3)
 
     lsb("start", 0)
     killed = qiroot.pid("stub1")
     os.kill(killed, signal.SIGKILL)
-    wait_gone(killed)
+    assert wait_gone(killed)
     lsb("status", 1)  # dead, but the pid file is there
     lsb("stop", 0)  # cleans up
     lsb("status", 3)
@@ -91,7 +92,7 @@ def test_stop_shuts_a_real_linux_guest_down_cleanly(qiroot, test_guest):
     steps = [line.split()[1] for line in stopped.stdout.splitlines() if line.startswith("lin1: ")]
     assert steps == ["POWERDOWN", "GONE"], stopped.stdout
     assert "QI-POWEROFF" in Path(serial).read_text()
-    assert not alive(pid)
+    assert not process_alive(pid)
     assert run("dash", qemu, "status").returncode == 3
 
 

@@ -23,16 +23,20 @@ Guests run under software emulation (TCG): KVM exists on the CI machines but han
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 __all__ = [
     "QEMU",
@@ -41,10 +45,16 @@ __all__ = [
     "cache_dir",
     "qemu_guest_args",
     "wait_for_line",
+    "qmp",
     "process_alive",
     "wait_gone",
+    "processes",
     "qemu_processes",
+    "kill_processes",
     "kill_qemu",
+    "subreaper",
+    "reap_qemu",
+    "run",
     "short_tempdir",
     "Netns",
 ]
@@ -164,6 +174,33 @@ def wait_for_line(path: PathLike, text: str, timeout: float = 30.0) -> str:
         time.sleep(0.05)
 
 
+def qmp(sock_path: PathLike, *commands: str, timeout: float = 10.0) -> list:
+    """Run QMP commands (names, no arguments) on the unix socket ``sock_path``, after the
+    capabilities handshake; return their results (each reply's "return").
+
+    Each reply is awaited before the next command and before closing: QEMU drops a command
+    whose connection closes before it was dispatched. Events (such as POWERDOWN) are skipped.
+    """
+    results = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(sock_path))
+        stream = sock.makefile("rwb")
+        greeting = json.loads(stream.readline())
+        assert "QMP" in greeting, greeting
+        for command in ("qmp_capabilities", *commands):
+            stream.write(json.dumps({"execute": command}).encode() + b"\n")
+            stream.flush()
+            while True:
+                reply = json.loads(stream.readline())
+                if "event" in reply:  # asynchronous, e.g. POWERDOWN: not the answer
+                    continue
+                assert "return" in reply, f"{command}: {reply}"
+                results.append(reply["return"])
+                break
+    return results[1:]
+
+
 def process_alive(pid: int) -> bool:
     """True while ``pid`` runs; a zombie counts as gone.
 
@@ -187,38 +224,112 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     return True
 
 
-def qemu_processes(marker: str) -> list[int]:
-    """Pids of live QEMU processes whose command line contains ``marker``."""
+def processes(marker: str, *, qemu_only: bool = False) -> List[int]:
+    """Pids of live processes (this one excepted) whose command line contains ``marker``;
+    with ``qemu_only``, QEMUs only."""
     pids = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:  # gone meanwhile, or not ours to read
             continue
-        if not argv or not os.path.basename(argv[0]).startswith(b"qemu-system"):
+        if qemu_only and not os.path.basename(argv[0]).startswith(b"qemu-system"):
             continue
         if marker.encode() in b" ".join(argv) and process_alive(int(entry.name)):
             pids.append(int(entry.name))
     return sorted(pids)
 
 
-def kill_qemu(marker: str, timeout: float = 10.0) -> list[int]:
+def qemu_processes(marker: str) -> List[int]:
+    """Pids of live QEMU processes whose command line contains ``marker``."""
+    return processes(marker, qemu_only=True)
+
+
+def _kill_until_none(find: Callable[[], List[int]], what: str, timeout: float) -> List[int]:
+    """SIGKILL what ``find()`` lists and wait until it is gone, again until it lists nothing
+    (one may fork while the first ones are being killed). Returns every pid signalled; raises
+    RuntimeError if processes are still there after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    signalled: List[int] = []
+    while True:
+        pids = find()
+        if not pids:
+            return signalled
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"processes {pids} ({what}) survived SIGKILL")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        signalled += [pid for pid in pids if pid not in signalled]
+        for pid in pids:
+            wait_gone(pid, max(0.0, deadline - time.monotonic()))
+
+
+def kill_processes(marker: str, *, qemu_only: bool = False, timeout: float = 10.0) -> List[int]:
+    """SIGKILL every process (with ``qemu_only``, every QEMU) whose command line contains
+    ``marker``, until none is left: helpers and hooks too, and what they start meanwhile.
+
+    Returns the pids that were signalled. Raises RuntimeError if one survives ``timeout``.
+    """
+    return _kill_until_none(lambda: processes(marker, qemu_only=qemu_only), marker, timeout)
+
+
+def kill_qemu(marker: str, timeout: float = 10.0) -> List[int]:
     """SIGKILL every QEMU whose command line contains ``marker``; wait until they are gone.
 
     Returns the pids that were signalled. Raises RuntimeError if one survives ``timeout``.
     """
-    pids = qemu_processes(marker)
-    for pid in pids:
+    return kill_processes(marker, qemu_only=True, timeout=timeout)
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[bool]:
+    """While the block runs, this process adopts its orphaned descendants
+    (PR_SET_CHILD_SUBREAPER), such as the QEMUs that daemonize; afterwards the exited QEMUs
+    are reaped (reap_qemu). Yields whether the kernel agreed.
+
+    The init of some machines and containers reaps lazily, and `pgrep qemu` would list the
+    zombies of killed QEMUs for a while after the tests.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    adopted = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    try:
+        yield adopted
+    finally:
+        if adopted:
+            prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+            reap_qemu()
+
+
+def reap_qemu() -> None:
+    """Reap the exited QEMUs this process adopted (see subreaper), and nothing else: other
+    children are not ours to wait for."""
+    for entry in os.listdir("/proc"):
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    survivors = [pid for pid in pids if not wait_gone(pid, timeout)]
-    if survivors:
-        raise RuntimeError(f"QEMU processes {survivors} ({marker}) survived SIGKILL")
-    return pids
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except (OSError, ValueError):
+            continue
+        comm = text[text.find("(") + 1:text.rfind(")")]
+        state, ppid = text[text.rfind(")") + 2:].split()[:2]
+        if state == "Z" and int(ppid) == os.getpid() and comm.startswith("qemu"):
+            try:
+                os.waitpid(int(entry), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
+def run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run that captures text output, with a 120 s timeout unless given; never raises
+    on a non-zero exit."""
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run(list(argv), capture_output=True, text=True, **kwargs)
 
 
 def short_tempdir(prefix: str = "qi-") -> Path:
@@ -285,20 +396,6 @@ class Netns:
         """Kill every process inside, then delete the namespace. Safe to call twice."""
         if not self._created:
             return
-        deadline = time.monotonic() + timeout
-        # Loop: a process may fork while the first ones are being killed.
-        while True:
-            pids = self.pids()
-            if not pids:
-                break
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"processes {pids} in {self.name} survived SIGKILL")
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for pid in pids:
-                wait_gone(pid, max(0.0, deadline - time.monotonic()))
+        _kill_until_none(self.pids, f"in {self.name}", timeout)
         subprocess.run(["ip", "netns", "delete", self.name], check=True)
         self._created = False

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from . import TestGuest
 
 
-def qi(root: Path, *args: str, check: Optional[int] = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``qemu-init --root ROOT ARGS…`` as a user would; never a traceback."""
-    proc = subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
+def qi(root: Union[str, Path], *args: str, check: Optional[int] = None, timeout: float = 120,
+       prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """Run ``qemu-init --root ROOT ARGS…`` as a user would (after ``prefix``, a command that runs
+    it, if given); never a traceback. With ``check``, the exit status must be that."""
+    proc = subprocess.run([*prefix, sys.executable, "-m", "qemu_init", "--root", str(root), *args],
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     assert "Traceback" not in proc.stderr, proc.stderr
     if check is not None:
@@ -26,6 +29,13 @@ def host_conf(root: Path, text: str) -> None:
     conf = root / "etc/qemu-init/qemu-init.conf"
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(text)
+
+
+def register(root: Path, folder: Path, *autostart: str) -> None:
+    """Register every guest in ``folder``, and mark those named ``autostart on``."""
+    qi(root, "register", str(folder), check=0)
+    for name in autostart:
+        qi(root, "autostart", "on", name, check=0)
 
 
 def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: str = "", cfg: str = "",
@@ -57,13 +67,75 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
     return rcfile
 
 
+def qemud_host(root: Path, vms: Path, guest: TestGuest) -> None:
+    """The host of the qemud script tests: MINSTOPDELAY=3; autostart guests stub1 (stubborn,
+    STOPDELAY 3) and lin1 (the test kernel, console in VMS/lin1.serial); idle1 (stubborn)
+    registered, not autostart."""
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "stub1")
+    write_guest(vms, "lin1", guest, rc="STOPDELAY=30\n")  # time to obey the power button, even on a busy machine
+    write_guest(vms, "idle1")
+    register(root, vms, "stub1", "lin1")
+
+
+def status_rows(table: str) -> Dict[str, Tuple[str, ...]]:
+    """NAME -> (STATE, PID) from the table `qemu-init qemud status` prints."""
+    return {line.split()[0]: tuple(line.split()[1:3]) for line in table.splitlines()[1:]}
+
+
 def qi_in(netns: str, root: Path, *args: str, check: Optional[int] = None,
           timeout: float = 120) -> subprocess.CompletedProcess:
     """``qi`` inside the network namespace ``netns`` (``ip netns exec``): what looks at or
     changes the network (check's bridge warning, start/stop with taps) then sees only it."""
-    proc = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-m", "qemu_init", "--root", str(root),
-                           *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    if check is not None:
-        assert proc.returncode == check, (args, proc.returncode, proc.stdout, proc.stderr)
-    return proc
+    return qi(root, *args, check=check, timeout=timeout, prefix=("ip", "netns", "exec", netns))
+
+
+# The guest of Root.guest: it boots nothing, sits in the BIOS and ignores the power button, so
+# every stop runs the whole sequence, kept short by STOPDELAY=1 (Root lowers MINSTOPDELAY to 1).
+# No network, no VNC, no TCP monitor port: nothing that can clash with the host or other tests.
+STUBBORN = """\
+NAME={name}
+TGTARCH=qemu-system-x86_64
+KVM=no
+BRIDGE=none
+DISPLAY=0
+MONITOR=unix
+RUNAS=
+RAM=64M
+STOPDELAY=1
+{extra}"""
+
+
+class Root:
+    """A qemu-init root for the init-script tests: the folder ``root`` itself (the ``sandbox``
+    fixture's, so a short /tmp/qi-XXXXXX for unix socket paths under 108 bytes), its guests in
+    ROOT/vms, host settings MINSTOPDELAY=1. The ``qiroot`` fixture (tests/conftest.py) makes one."""
+
+    def __init__(self, root: Union[str, Path]):
+        self.root = str(root)
+        self.vms = os.path.join(self.root, "vms")
+        os.makedirs(self.vms)
+        self.settings("MINSTOPDELAY=1\n")
+
+    def settings(self, text: str) -> None:
+        """Write the host settings."""
+        host_conf(Path(self.root), text)
+
+    def qi(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """``qi`` in this root; with ``check``, it must succeed."""
+        return qi(self.root, *args, check=0 if check else None)
+
+    def guest(self, name: str, rc: Optional[str] = None, cfg: Optional[str] = None, extra: str = "") -> str:
+        """Write and register guest ``name`` (STUBBORN with ``extra`` unless ``rc`` is given)."""
+        rcfile = os.path.join(self.vms, f"{name.lower()}-qemud.rc")
+        Path(rcfile).write_text(rc if rc is not None else STUBBORN.format(name=name, extra=extra))
+        Path(self.vms, f"{name.lower()}-qemu.cfg").write_text(cfg if cfg is not None else "-nodefaults\n")
+        self.qi("register", rcfile)
+        return rcfile
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    def pid(self, name: str) -> int:
+        """The pid in the guest's pid file."""
+        return int(Path(self.root, "run/qemu-init", f"{name.lower()}.pid").read_text())
