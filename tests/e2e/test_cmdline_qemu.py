@@ -71,3 +71,16 @@ def test_hostile_disk_path_reaches_qemu_byte_for_byte(sandbox):
     files = [b["inserted"]["file"] for b in blocks if "inserted" in b]
     assert str(disk) in files
     qmp(root / "run/qemu-init/odd1.qmp", "quit")
+
+
+def test_unregistering_a_running_guest_is_refused(sandbox):
+    root = sandbox / "root"
+    write_guest(sandbox / "vms", "run1")
+    qi(root, "register", str(sandbox / "vms"), check=0)
+    qi(root, "start", "run1", check=0)
+    proc = qi(root, "unregister", "run1", check=1)
+    assert proc.stderr.strip() == "qemu-init: run1: is running; stop it first (qemu-init stop run1)"
+    assert "run1" in qi(root, "list", check=0).stdout
+    qi(root, "stop", "run1", "--force", check=0)
+    qi(root, "unregister", "run1", check=0)
+    assert "run1" not in qi(root, "list", check=0).stdout

@@ -131,6 +131,29 @@ def test_stubborn_guest_is_forced_off_soon_after_the_timeout(guest):
     assert guest.status().returncode == 3
 
 
+def test_control_socket_that_accepts_and_never_answers(guest):
+    """QEMU's control socket replaced by one that accepts connections and never says a word:
+    every QMP step times out, the stop still ends within its bounds and forces QEMU off."""
+    import socket
+    pid = started(guest)
+    os.unlink(guest.qmp)
+    silent = socket.socket(socket.AF_UNIX)
+    silent.bind(guest.qmp)
+    silent.listen(16)
+    try:
+        began = time.monotonic()
+        result = guest.stop("--timeout", "2")
+        took = time.monotonic() - began
+    finally:
+        silent.close()
+    assert result.returncode == 0, result.stderr
+    states = [line.split()[1] for line in result.stdout.splitlines()]
+    assert states[0] == "POWERDOWN" and states[-1] == "GONE" and "TERM" in states, result.stdout
+    assert took < 2 + 12, result.stdout  # STOPDELAY, then the forced steps' own deadlines
+    assert wait_gone(pid)
+    assert not os.path.exists(guest.pidfile)
+
+
 def test_sigkilled_guest_is_dead_then_start_cleans_up_and_starts_again(guest):
     pid = started(guest)
     os.kill(pid, signal.SIGKILL)

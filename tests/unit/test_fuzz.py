@@ -1,9 +1,11 @@
 """Random bytes and near-valid files only ever produce the project's own errors."""
 
+import os
+import shutil
 import string
 import tempfile
-import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from qemu_init.config import load_guest
@@ -11,7 +13,15 @@ from qemu_init.errors import Problem
 from qemu_init.keys import RC_KEYS
 from qemu_init.model import Host
 
-FOLDER = tempfile.mkdtemp(prefix="qi-fuzz-")
+FOLDER = ""  # one folder for all examples (hypothesis runs many per test): see the fixture
+
+
+@pytest.fixture(autouse=True, scope="module")
+def folder():
+    global FOLDER
+    FOLDER = tempfile.mkdtemp(prefix="qi-fuzz-")
+    yield
+    shutil.rmtree(FOLDER, ignore_errors=True)
 
 value_chars = st.sampled_from(list(string.printable.replace("\n", "")) + ["é", "\x00", "'", '"', "$", "`", ",", "0"])
 values = st.text(value_chars, max_size=30)
