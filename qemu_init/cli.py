@@ -105,11 +105,12 @@ def register(paths: List[str] = typer.Argument(..., metavar="PATH...",
     errors = [p for p in inventory.check(rcs) if p.level == ERROR]
     report(errors)
     bad = {p.path for p in errors}
+    good = []
     for rc in rcs:
         guest, _ = load_guest(rc, inventory.host)
-        if guest is None or rc in bad or (guest.cfgfile and guest.cfgfile.path in bad):
-            continue
-        entry = inventory.registry.add(guest.name, guest.folder)
+        if guest is not None and rc not in bad and not (guest.cfgfile and guest.cfgfile.path in bad):
+            good.append((guest.name, guest.folder))
+    for entry in inventory.registry.add_all(good):
         typer.echo(f"registered {entry.name} as number {entry.number} ({entry.folder})")
     if errors:
         raise typer.Exit(1)

@@ -7,10 +7,13 @@ import os
 import tempfile
 
 
-def write_atomic(path: str, text: str, mode: int = 0o644, root_owned: bool = False) -> None:
+def write_atomic(path: str, text: str, mode: int = 0o644, root_owned: bool = False,
+                 sync_folder: bool = True) -> None:
     """Replace ``path`` with ``text`` atomically: a temporary file beside it is written, given
     its mode (and root as owner when asked and we are root), synced, then renamed over it, so
-    an interrupted write leaves the old file whole and a reader never sees half a file."""
+    an interrupted write leaves the old file whole and a reader never sees half a file.
+    ``sync_folder=False`` leaves syncing the folder (which makes the rename durable) to the
+    caller, who writes many files into it: see sync_folder()."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
@@ -27,8 +30,13 @@ def write_atomic(path: str, text: str, mode: int = 0o644, root_owned: bool = Fal
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    # The rename itself is durable only once the folder is synced.
-    dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    if sync_folder:
+        sync_folder_of(path)
+
+
+def sync_folder_of(path: str) -> None:
+    """Make the renames into ``path``'s folder durable."""
+    dirfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dirfd)
     finally:

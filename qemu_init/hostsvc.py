@@ -103,14 +103,15 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
 
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest, in parallel, dependents first."""
-    from .runtime import control
+    from .runtime import control, proc
 
     guests, broken = _valid_guests(inventory)
     # Guests whose files went bad are stopped all the same: a host shutdown must not lose them.
     controls = {k: (g.name, inventory.control(e, g), g.depends) for k, (e, g) in guests.items()}
     controls.update({e.name.lower(): (e.name, _fallback_control(inventory, e), ())
                      for e in inventory.entries() if e.name.lower() in broken})
-    running = {k: v for k, v in controls.items() if control.status(v[1])[0] == 0}
+    # Identity is all this needs (pid file and /proc), not a QMP round trip per guest.
+    running = {k: v for k, v in controls.items() if proc.probe(v[1].pidfile, v[1].name)[0] == proc.GUEST}
     if not running:
         say("no guest is running")
         return 0

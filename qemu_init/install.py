@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import render
 from .errors import RenderError
-from .files import write_atomic
+from .files import sync_folder_of, write_atomic
 from .inventory import Inventory
 
 ALL = "all"
@@ -41,8 +41,12 @@ def _inits(init: Optional[str]) -> List[str]:
 
 
 def _write_all(files: Sequence[Tuple[str, str, int]]) -> List[str]:
+    folders = {}
     for path, text, mode in files:
-        write_atomic(path, text, mode, root_owned=True)
+        write_atomic(path, text, mode, root_owned=True, sync_folder=False)
+        folders.setdefault(os.path.dirname(path), path)
+    for path in folders.values():  # each folder once, not once per file
+        sync_folder_of(path)
     return [path for path, _, _ in files]
 
 

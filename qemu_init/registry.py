@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import os
 from dataclasses import dataclass
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from .errors import RegistryError
 from .files import write_atomic
@@ -45,6 +45,7 @@ def _lines(path: str) -> List[str]:
 class Registry:
     def __init__(self, paths: Paths):
         self.paths = paths
+        self._cache: Tuple[Optional[Tuple[int, int, int]], List[Entry]] = (None, [])
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -58,6 +59,18 @@ class Registry:
 
     # Reading needs no lock: files are only ever replaced whole.
     def entries(self) -> List[Entry]:
+        # Parsed once per version of the file (a new version is a new inode: atomic rename),
+        # so callers may ask as often as they like.
+        try:
+            st = os.stat(self.paths.registered)
+            version: Optional[Tuple[int, int, int]] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            version = None
+        if version is None or version != self._cache[0]:
+            self._cache = (version, self._parse())
+        return list(self._cache[1])
+
+    def _parse(self) -> List[Entry]:
         result = []
         for number, line in enumerate(_lines(self.paths.registered), 1):
             fields = line.split(" ", 2)
@@ -80,21 +93,31 @@ class Registry:
 
     def add(self, name: str, folder: str) -> Entry:
         """Register ``name`` living in ``folder``; idempotent for the same guest and folder."""
-        folder = os.path.abspath(folder)
-        if "\n" in folder:
-            raise RegistryError(f"{folder!r}: a folder name with a line break cannot be registered")
+        return self.add_all([(name, folder)])[0]
+
+    def add_all(self, guests: List[Tuple[str, str]]) -> List[Entry]:
+        """Register (name, folder) pairs under one lock with one write, however many they are."""
         with self.locked():
             entries = self.entries()
-            for entry in entries:
-                if entry.name.lower() == name.lower():
-                    if entry.folder == folder and entry.name == name:
-                        return entry
-                    raise RegistryError(f"{name}: name already registered as {entry.name} in {entry.folder}")
+            by_name = {e.name.lower(): e for e in entries}
             number = max([self._next_number()] + [e.number + 1 for e in entries])
-            entry = Entry(number, name, folder)
-            self._write(entries + [entry])
-            write_atomic(self.paths.number_file, f"{number + 1}\n")
-            return entry
+            result = []
+            for name, folder in guests:
+                folder = os.path.abspath(folder)
+                if "\n" in folder:
+                    raise RegistryError(f"{folder!r}: a folder name with a line break cannot be registered")
+                known = by_name.get(name.lower())
+                if known is None:
+                    known = by_name[name.lower()] = Entry(number, name, folder)
+                    entries.append(known)
+                    number += 1
+                elif known.folder != folder or known.name != name:
+                    raise RegistryError(f"{name}: name already registered as {known.name} in {known.folder}")
+                result.append(known)
+            if len(entries) > len(self.entries()):
+                self._write(entries)
+                write_atomic(self.paths.number_file, f"{number}\n")
+            return result
 
     def remove(self, name: str) -> Entry:
         with self.locked():

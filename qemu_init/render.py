@@ -197,7 +197,8 @@ def site(inventory: Inventory, names: Sequence[str] = (), helper: Optional[Seque
         raise ConfigError(errors)
     guests = []
     for entry in entries:
-        entry, guest = inventory.guest(entry.name)
+        guest = inventory.load_entry(entry).guest  # valid: checked just above
+        assert guest is not None
         guests.append(GuestInfo(entry.number, guest, inventory.plan(entry, guest)))
     return Site(paths=inventory.paths, host=inventory.host, guests=tuple(guests),
                 helper=tuple(helper) if helper else helper_command(),

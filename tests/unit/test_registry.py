@@ -42,3 +42,18 @@ def test_numbers_only_grow(tmp_path):
     registry.remove("c1")
     registry.remove("b1")
     assert registry.add("d1", "/srv/d1").number == 4
+
+
+def test_registering_many_is_one_write_and_all_or_nothing(tmp_path):
+    registry = Registry(Paths.for_layout(Layout(), str(tmp_path)))
+    registry.add("a1", "/srv/a1")
+    entries = registry.add_all([("b1", "/srv/b1"), ("a1", "/srv/a1"), ("c1", "/srv/c1")])
+    assert [(e.name, e.number) for e in entries] == [("b1", 2), ("a1", 1), ("c1", 3)]
+    before = (tmp_path / "etc/qemu-init/registered").read_text()
+    try:
+        registry.add_all([("d1", "/srv/d1"), ("B1", "/srv/other")])
+    except Exception as exc:
+        assert "B1: name already registered as b1 in /srv/b1" in str(exc)
+    else:
+        raise AssertionError("a clash in another case was registered")
+    assert (tmp_path / "etc/qemu-init/registered").read_text() == before  # d1 neither
