@@ -16,12 +16,22 @@ every boot, shutdown and status.
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import List, Optional, Sequence
 
 from ..errors import QemuInitError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence
+
 _METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L"}
+_ACTIONS = {  # name: (help, the paths it requires)
+    "start": ("start the guest unless it runs", ("pidfile", "qmp", "lock", "log")),
+    "stop": ("stop the guest: power button, then quit, SIGTERM, SIGKILL", ("pidfile", "qmp", "lock", "log")),
+    "status": ("one line of status; the exit code is LSB's", ("pidfile", "qmp")),
+    "monitor": ("a human monitor command, or a session without one", ("qmp",)),
+}
 
 
 def _seconds(text: str) -> float:
@@ -43,51 +53,76 @@ def _source(text: str) -> tuple:
     return path, digest.lower()
 
 
-def _parser():  # type: ignore[no-untyped-def]
+def _options(action: str, p) -> None:  # type: ignore[no-untyped-def]
+    """The options of ``action`` beyond NAME and the paths it requires."""
+    if action == "start":
+        p.add_argument("--stopdelay", type=_seconds, default=40.0, metavar="N",
+                       help="the guest's STOPDELAY (bounds the wait for a running stop)")
+        p.add_argument("--rcfile", default="", metavar="F", help="rc-file whose ownership gates PRECMD/POSTCMD")
+        p.add_argument("--source", type=_source, action="append", default=[], metavar="PATH=SHA256",
+                       help="a file the script was made from; warn if it changed")
+        p.add_argument("--precmd", default="", metavar="CMD", help="run with /bin/sh -c before QEMU")
+        p.add_argument("--postcmd", default="", metavar="CMD", help="run with /bin/sh -c once QEMU runs")
+    if action == "stop":
+        p.add_argument("--stopdelay", type=_seconds, required=True, metavar="N",
+                       help="seconds the guest may take to power down")
+        p.add_argument("--timeout", type=_seconds, metavar="S", help="wait S seconds instead of STOPDELAY")
+        p.add_argument("--force", action="store_true", help="skip the power button")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    if action == "monitor":
+        p.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
+    if action in ("start", "stop"):
+        p.add_argument("--tap", action="append", default=[], metavar="IF",
+                       help="tap interface to delete after the guest stopped")
+    if action in ("start", "status"):
+        p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
+        p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns, without importing shutil (see _formatter)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _formatter(prog: str):  # type: ignore[no-untyped-def]
+    """argparse's own formatter, as wide as it would make itself. argparse makes one for every
+    option it is given, and left to itself imports shutil (with bz2, lzma, threading: ~2 ms) to
+    measure the terminal, even when no help is ever printed."""
+    import argparse
+    return argparse.HelpFormatter(prog, width=_columns() - 2)
+
+
+def _parser(chosen: Optional[str] = None):  # type: ignore[no-untyped-def]
+    """The command line parser. Given the action the command line names, only that action's
+    subparser is built: each one costs argparse a parser and a formatter per option, and the other
+    actions' are never used. Without a known action, every action without its options: enough for
+    the overview (--help) and "invalid choice"."""
     import argparse
     parser = argparse.ArgumentParser(
         prog="qemu-init-helper", description="Start, stop and query one QEMU guest (called by "
         "the init scripts qemu-init generates).", epilog="--debug: show the traceback of an "
-        "internal error. QEMU's command line follows '--' (start only).")
+        "internal error. QEMU's command line follows '--' (start only).", formatter_class=_formatter)
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-
-    def action(name: str, help: str, *options: str):  # type: ignore[no-untyped-def]
-        p = actions.add_parser(name, help=help, description=help)
-        p.add_argument("name", metavar="NAME", help="the guest (QEMU -name)")
-        for option in options:
-            p.add_argument(f"--{option}", required=True, metavar=_METAVARS[option])
-        return p
-
-    start = action("start", "start the guest unless it runs", "pidfile", "qmp", "lock", "log")
-    start.add_argument("--stopdelay", type=_seconds, default=40.0, metavar="N",
-                       help="the guest's STOPDELAY (bounds the wait for a running stop)")
-    start.add_argument("--rcfile", default="", metavar="F", help="rc-file whose ownership gates PRECMD/POSTCMD")
-    start.add_argument("--source", type=_source, action="append", default=[], metavar="PATH=SHA256",
-                       help="a file the script was made from; warn if it changed")
-    start.add_argument("--precmd", default="", metavar="CMD", help="run with /bin/sh -c before QEMU")
-    start.add_argument("--postcmd", default="", metavar="CMD", help="run with /bin/sh -c once QEMU runs")
-
-    stop = action("stop", "stop the guest: power button, then quit, SIGTERM, SIGKILL",
-                  "pidfile", "qmp", "lock", "log")
-    stop.add_argument("--stopdelay", type=_seconds, required=True, metavar="N",
-                      help="seconds the guest may take to power down")
-    stop.add_argument("--timeout", type=_seconds, metavar="S", help="wait S seconds instead of STOPDELAY")
-    stop.add_argument("--force", action="store_true", help="skip the power button")
-    stop.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-
-    status = action("status", "one line of status; the exit code is LSB's", "pidfile", "qmp")
-
-    mon = action("monitor", "a human monitor command, or a session without one", "qmp")
-    mon.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
-
-    for p in (start, stop):
-        p.add_argument("--tap", action="append", default=[], metavar="IF",
-                       help="tap interface to delete after the guest stopped")
-    for p in (start, status):
-        p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
-        p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
+    for name, (help, paths) in _ACTIONS.items():
+        if chosen in _ACTIONS and name != chosen:
+            continue
+        p = actions.add_parser(name, help=help, description=help, formatter_class=_formatter)
+        if chosen == name:
+            p.add_argument("name", metavar="NAME", help="the guest (QEMU -name)")
+            for option in paths:
+                p.add_argument(f"--{option}", required=True, metavar=_METAVARS[option])
+            _options(name, p)
     return parser
 
 
@@ -129,7 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv, rest = argv[:cut], argv[cut + 1:]
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = _parser()
+    parser = _parser(argv[0] if argv else None)  # the scripts name the action first
     # known_args: "monitor NAME --qmp S info status" puts the command words after an option,
     # which plain parse_args refuses
     args, extra = parser.parse_known_args(argv)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import select
-import signal as _signal
-from typing import List, Optional, Tuple
+import time
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 # What a pid file tells about guest NAME (see probe()).
 ABSENT = "absent"    # no pid file
@@ -144,11 +147,19 @@ class GuestProcess:
             return not select.select([self._fd], [], [], 0)[0]
         return is_guest(self.pid, self.name)
 
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less: with a pidfd, return as soon as the process exits."""
+        if self._fd is not None:
+            select.select([self._fd], [], [], max(0.0, seconds))
+        else:
+            time.sleep(seconds)
+
     def signal(self, sig: int) -> bool:
         """Send ``sig``; False if the process is already gone."""
+        import signal  # here, not on top: status never signals, and the module builds enums
         try:
             if self._fd is not None:
-                _signal.pidfd_send_signal(self._fd, sig)  # type: ignore[attr-defined]
+                signal.pidfd_send_signal(self._fd, sig)  # type: ignore[attr-defined]
             elif is_guest(self.pid, self.name):
                 os.kill(self.pid, sig)
             else:

@@ -10,22 +10,33 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass
-from typing import Callable, List, Optional
+from collections import namedtuple
 
 from ..errors import GuestError, QMPConnectError, QMPError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional
 
 POWERDOWN, QUIT, TERM, KILL, GONE = "POWERDOWN", "QUIT", "TERM", "KILL", "GONE"
 
 
-@dataclass(frozen=True)
-class Timing:
-    resend: float = 2.5       # guests ignore the power button while booting: press it again
-    quit_wait: float = 3.0    # QEMU needs a moment to flush disks and exit after `quit`
-    term_wait: float = 3.0
-    kill_wait: float = 2.0
-    qmp_timeout: float = 1.0  # per QMP attempt, connect included (a healthy QEMU takes ~1 ms)
-    poll: float = 0.1
+# Timing and Transition are namedtuples, not dataclasses: importing ``dataclasses`` (it loads
+# ``inspect``) cost every helper run ~7 ms (see control.py).
+_TIMING = {  # seconds
+    "resend": 2.5,       # guests ignore the power button while booting: press it again
+    "quit_wait": 3.0,    # QEMU needs a moment to flush disks and exit after `quit`
+    "term_wait": 3.0,
+    "kill_wait": 2.0,
+    "qmp_timeout": 1.0,  # per QMP attempt, connect included (a healthy QEMU takes ~1 ms)
+    "poll": 0.1,         # the longest sleep between two looks at the process
+}
+
+
+class Timing(namedtuple("Timing", _TIMING, defaults=_TIMING.values())):
+    """How long each step of the machine waits (the fields and defaults of _TIMING)."""
+
+    __slots__ = ()
 
     @property
     def forced(self) -> float:
@@ -34,11 +45,10 @@ class Timing:
         return self.qmp_timeout + self.quit_wait + self.term_wait + self.kill_wait + self.poll
 
 
-@dataclass(frozen=True)
-class Transition:
-    state: str
-    elapsed: float  # seconds since the machine started
-    why: str
+class Transition(namedtuple("Transition", "state elapsed why")):
+    """The machine entered ``state`` ``elapsed`` seconds after it started, because ``why``."""
+
+    __slots__ = ()
 
     def __str__(self) -> str:
         return f"{self.state} at {self.elapsed:.1f} s: {self.why}"
@@ -53,7 +63,9 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
 
     ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure.
     ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
-    ``force`` skips the power button. Raises GuestError if the process survives SIGKILL.
+    ``force`` skips the power button. ``sleep(seconds)`` may return early: the real one
+    (GuestProcess.sleep) does as soon as the process exits, so no stop waits out a poll interval.
+    Raises GuestError if the process survives SIGKILL.
     """
     start = clock()
     path: List[Transition] = []

@@ -378,5 +378,6 @@ def test_guest_stopped_while_booting_powers_down_thanks_to_resends(test_guest, s
     assert [line.split()[1] for line in result.stdout.splitlines()] == ["POWERDOWN", "GONE"], result.stdout
     presses = int(result.stdout.split("powered down (")[1].split()[0])
     assert presses >= 2, result.stdout
-    guestkit.wait_for_line(guest.serial, "QI-BOOTED", timeout=1)
+    # Powered itself off: clean. (Its QI-BOOTED line may be missing: the guest watches the
+    # button before it prints that line, and a resend can land in between.)
     guestkit.wait_for_line(guest.serial, "QI-POWEROFF", timeout=1)

@@ -33,6 +33,15 @@ def test_helper_imports_nothing_heavy():
     assert all(m in ("qemu_init", "qemu_init.errors") or m.startswith("qemu_init.runtime") for m in ours), ours
 
 
+def test_helper_imports_neither_dataclasses_nor_typing():
+    # together ~10 ms of every boot, shutdown and status (dataclasses loads inspect): the runtime's
+    # records are plain classes or namedtuples, and its typing names exist for type checkers only
+    bare = _modules("import json, sys\nprint(json.dumps(sorted(sys.modules)))")  # a .pth may load anything
+    loaded = _modules(PROBE)
+    bad = [m for m in ("dataclasses", "inspect", "typing") if m in loaded and m not in bare]
+    assert bad == [], f"the runtime helper pulled in {bad}"
+
+
 def test_status_of_a_stopped_guest_runs_without_the_qmp_client(tmp_path):
     code = (
         "import json, sys\n"
@@ -44,6 +53,8 @@ def test_status_of_a_stopped_guest_runs_without_the_qmp_client(tmp_path):
     rc, loaded = json.loads(out.stdout.splitlines()[-1])
     assert rc == 3
     assert "qemu_init.runtime.qmp" not in loaded and "subprocess" not in loaded
+    # argparse imports shutil to measure the terminal unless given a width (helper._formatter)
+    assert "shutil" not in loaded
 
 
 def test_helper_runs_as_a_module():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -49,3 +52,26 @@ def test_probe(tmp_path):
 def test_guest_process_refuses_a_foreign_pid():
     with pytest.raises(ProcessLookupError):
         proc.GuestProcess(os.getpid(), "vm1")
+
+
+def test_guest_process_sleep_ends_when_the_process_exits():
+    # what lets a stop return the moment QEMU is gone, not at the next poll
+    child = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(0.3)", "-name", "vm1"],
+                             executable=sys.executable)
+    try:
+        deadline = time.monotonic() + 10
+        while not proc.is_guest(child.pid, "vm1"):  # Popen may return while the exec is under way
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        process = proc.GuestProcess(child.pid, "vm1")
+        if process._fd is None:
+            pytest.skip("no pidfds here: sleep is time.sleep")
+        started = time.monotonic()
+        process.sleep(10)
+        assert time.monotonic() - started < 5 and not process.alive()
+        process.sleep(10)  # an exited process: no wait at all
+        assert time.monotonic() - started < 5
+        process.close()
+    finally:
+        child.kill()
+        child.wait()

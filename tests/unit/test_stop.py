@@ -287,6 +287,21 @@ def test_control_status_codes(folder):
     assert code == 1 and "dead, but pid file" in line
 
 
+def test_launch_wait_ends_when_qemu_exits_and_gives_up_at_the_timeout():
+    quick = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.05); sys.exit(3)"])
+    started = time.monotonic()
+    assert control._wait(quick, 30) == 3 and quick.returncode == 3  # reaped
+    assert time.monotonic() - started < 5
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = time.monotonic()
+        assert control._wait(slow, 0.2) is None
+        assert 0.2 <= time.monotonic() - started < 2
+    finally:
+        slow.kill()
+        slow.wait()
+
+
 def test_log_goes_to_the_file_and_to_syslog_where_there_is_one(folder, monkeypatch):
     sent = []
     fake = types.SimpleNamespace(LOG_PID=1, LOG_DAEMON=24, LOG_INFO=6, LOG_ERR=3,
