@@ -50,11 +50,11 @@ def _parse_entries(path: str, entries: List[Entry], table: Dict[str, Key],
                                     f"duplicate key, already set at line {lines[entry.key]}"))
             continue
         lines[entry.key] = entry.line
-        if entry.value == "" and key.severity == "required":
-            problems.append(Problem(path, entry.line, entry.key, "must not be empty"))
+        if entry.value in ("", "0") and key.severity == "required":
+            problems.append(Problem(path, entry.line, entry.key, "must be set, not empty or 0"))
             lines[entry.key] = -entry.line
             continue
-        if entry.value in ("", "0") and entry.key not in _ZERO_MEANS_ZERO:
+        if entry.value == "" or (entry.value == "0" and entry.key not in _ZERO_MEANS_ZERO):
             found[entry.key] = None  # "not set": the QEMU option is not passed
             continue
         try:
@@ -138,6 +138,7 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
     drives, extra_nics, raw = _load_cfg(cfgpath, cfgdata, folder, host, name or filename or "", problems)
 
     if not isinstance(name, str) or any(p.level == "error" for p in problems):
+        assert any(p.level == "error" for p in problems), "no guest, but no error to say why"
         return None, problems
 
     def value(key: str, fallback=None):
@@ -152,7 +153,7 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
     mac = found.get("MAC") or derived_mac(name, 0)
     nics = ((Nic(0, bridge, value("NIC", "virtio-net-pci"), mac, bool(found.get("MAC")),
                  abs(lines.get("MAC", lines.get("BRIDGE", 0))), rcpath),) if bridge != "none" else ())
-    stopdelay = value("STOPDELAY", 0)
+    stopdelay = value("STOPDELAY", int(RC_KEYS["STOPDELAY"].default or 0))
     guest = Guest(
         name=name,
         desc=value("DESC", ""),

@@ -47,15 +47,26 @@ class RawOptions:
     words: Tuple[str, ...]
 
 
+# Control characters (tab aside) and Unicode line breaks: systemd and some terminals end a line
+# at them, so a value holding one could start a line of its own in a generated unit.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
 def decode(path: str, data: bytes) -> Tuple[List[str], List[Problem]]:
-    """UTF-8 lines of ``data``; a line with bytes that are not UTF-8 is reported and skipped."""
+    """UTF-8 lines of ``data``; a line with bytes that are not UTF-8, or with control characters,
+    is reported and skipped."""
     lines, problems = [], []
     for number, raw in enumerate(data.split(b"\n"), 1):
         try:
-            lines.append(raw.decode("utf-8").rstrip("\r"))
+            line = raw.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as exc:
             problems.append(Problem(path, number, None, f"not UTF-8 text (byte {raw[exc.start]:#04x})"))
-            lines.append("")
+            line = ""
+        bad = _CONTROL.search(line)
+        if bad:
+            problems.append(Problem(path, number, None, f"control character U+{ord(bad.group()):04X} in the line"))
+            line = ""
+        lines.append(line)
     if lines and lines[-1] == "":
         lines.pop()
     return lines, problems
@@ -64,26 +75,47 @@ def decode(path: str, data: bytes) -> Tuple[List[str], List[Problem]]:
 def unquote(raw: str) -> str:
     """The value of ``KEY=raw``, nothing expanded.
 
-    '…' or "…" quote literally: the quote that ends the line closes the value (so the value may
-    hold quotes of its own), else the first one, and only a `` # comment`` may follow it.
-    Unquoted, a `` #`` starts a comment.
+    '…' or "…" quote literally. The first closing quote ends the value when only a `` # comment``
+    (or nothing) follows it; otherwise the quote that ends the line does, so a value may hold
+    quotes of its own. Unquoted, a `` #`` starts a comment.
     """
     raw = raw.strip()
     if raw[:1] in ("'", '"'):
         quote = raw[0]
-        if len(raw) > 1 and raw.endswith(quote):
-            return raw[1:-1]
         end = raw.find(quote, 1)
         if end < 0:
             raise ValueError(f"unterminated quote {quote}")
         rest = raw[end + 1:].strip()
-        if not rest.startswith("#"):
-            raise ValueError(f"text after the closing quote: {rest!r}")
-        return raw[1:end]
+        if not rest or rest.startswith("#"):
+            return raw[1:end]
+        if raw.endswith(quote):
+            return raw[1:-1]
+        raise ValueError(f"text after the closing quote: {rest!r}")
     if raw.startswith("#"):
         return ""
     match = re.search(r"\s#", raw)
     return raw[:match.start()].rstrip() if match else raw
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its comment: a ``#`` outside quotes at the start of a word, as in sh
+    (``disk#2.img`` keeps its ``#``, which shlex's own comment handling would not)."""
+    quote, i = "", 0
+    while i < len(line):
+        char = line[i]
+        if quote:
+            if char == quote:
+                quote = ""
+            elif char == "\\" and quote == '"':
+                i += 1
+        elif char in "'\"":
+            quote = char
+        elif char == "\\":
+            i += 1
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i]
+        i += 1
+    return line
 
 
 def read_assignments(path: str, data: bytes) -> Tuple[List[Entry], List[Problem]]:
@@ -119,7 +151,7 @@ def read_cfg(path: str, data: bytes) -> Tuple[List[Union[Shorthand, RawOptions]]
                 items.append(Shorthand(path, number, kind, index, value))
             else:
                 # shlex splits like sh but never expands $VAR, `…` or globs.
-                words = tuple(shlex.split(stripped, comments=True, posix=True))
+                words = tuple(shlex.split(strip_comment(stripped), comments=False, posix=True))
                 if words:
                     items.append(RawOptions(path, number, words))
         except ValueError as exc:

@@ -74,7 +74,7 @@ class Registry:
         result = []
         for number, line in enumerate(_lines(self.paths.registered), 1):
             fields = line.split(" ", 2)
-            if len(fields) != 3 or not fields[0].isdigit():
+            if len(fields) != 3 or not fields[0].isascii() or not fields[0].isdigit():
                 raise RegistryError(f"{self.paths.registered}:{number}: not NUMBER NAME FOLDER: {line!r}")
             result.append(Entry(int(fields[0]), fields[1], fields[2]))
         return result
@@ -143,7 +143,7 @@ class Registry:
 
     def _next_number(self) -> int:
         lines = _lines(self.paths.number_file)
-        return int(lines[0]) if lines and lines[0].isdigit() else 1
+        return int(lines[0]) if lines and lines[0].isascii() and lines[0].isdigit() else 1
 
     def _write(self, entries: List[Entry]) -> None:
         body = "".join(f"{e.number} {e.name} {e.folder}\n" for e in entries)

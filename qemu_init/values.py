@@ -12,6 +12,7 @@ from typing import Callable, Optional, Tuple
 NAME_MAX = 40
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() would take "²"
 _NAME = re.compile(r"[A-Za-z0-9]+")
 _TGTARCH = re.compile(r"qemu-system-[a-z0-9_]+")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -72,7 +73,7 @@ def boolean(value: str) -> bool:
 
 
 def seconds(value: str) -> int:
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):
         raise ValueError(f"not a number of seconds: {value!r}")
     number = int(value)
     if number > 86400:
@@ -81,13 +82,13 @@ def seconds(value: str) -> int:
 
 
 def port(value: str) -> int:
-    if not value.isdigit() or not 1024 <= int(value) <= 65535:
+    if not _DIGITS.fullmatch(value) or not 1024 <= int(value) <= 65535:
         raise ValueError(f"not a TCP port from 1024 to 65535: {value!r}")
     return int(value)
 
 
 def count(value: str) -> int:
-    if not value.isdigit():
+    if not _DIGITS.fullmatch(value):
         raise ValueError(f"not a whole number: {value!r}")
     return int(value)
 
@@ -137,7 +138,7 @@ def display(value: str) -> Optional[Tuple[str, int]]:
     if value in ("", "0"):
         return None
     addr, _, num = value.rpartition(":")
-    if not num.isdigit() or int(num) > 65535 - 5900:
+    if not _DIGITS.fullmatch(num) or int(num) > 65535 - 5900:
         raise ValueError(f"not a VNC display: {value!r} (N or ADDR:N)")
     if not addr:
         return ("127.0.0.1", int(num))

@@ -52,9 +52,9 @@ def test_nothing_is_expanded(tmp_path):
     ("web10", "NAME=web10\nTGTARCH=qemu-system-x86_64\n", ":1: NAME: must not end with the digit 0"),
     ("web1", "NAME=web2\nTGTARCH=qemu-system-x86_64\n", ":1: NAME: 'web2' does not match the file name"),
     ("web1", "TGTARCH=qemu-system-x86_64\n", ": NAME: missing, must be set"),
-    ("web1", "NAME=\nTGTARCH=qemu-system-x86_64\n", ":1: NAME: must not be empty"),
+    ("web1", "NAME=\nTGTARCH=qemu-system-x86_64\n", ":1: NAME: must be set, not empty or 0"),
     ("web1", "NAME=web1\n", ": TGTARCH: missing, must be set"),
-    ("web1", "NAME=web1\nTGTARCH=''\n", ":2: TGTARCH: must not be empty"),
+    ("web1", "NAME=web1\nTGTARCH=''\n", ":2: TGTARCH: must be set, not empty or 0"),
     ("web1", "NAME=web1\nTGTARCH=bash\n", ":2: TGTARCH: not a QEMU system emulator"),
     ("web1", VALID + "RAMM=2G\n", ":3: RAMM: unknown key (did you mean RAM?)"),
     ("web1", VALID + "RAM=1G\nRAM=2G\n", ":4: RAM: duplicate key, already set at line 3"),
@@ -151,3 +151,51 @@ def test_host_settings(tmp_path):
         f"{conf}:2: BRIDGE: not a network interface name (at most 15 of A-Z a-z 0-9 _ . -): 'x y'"]
     host, problems = load_host(str(tmp_path / "absent.conf"))
     assert problems == [] and host.bridge == "br0"
+
+
+@pytest.mark.parametrize("rc,where", [
+    ("NAME=0\nTGTARCH=qemu-system-x86_64\n", ":1: NAME: must be set, not empty or 0"),
+    ("NAME=web1\nTGTARCH=0\n", ":2: TGTARCH: must be set, not empty or 0"),
+    (VALID + "SMP=²\n", ":3: SMP: not a CPU count"),
+    (VALID + "STOPDELAY=²\n", ":3: STOPDELAY: not a number of seconds"),
+])
+def test_required_zero_and_unicode_digits(tmp_path, rc, where):
+    guest, problems = problems_of(tmp_path, rc)
+    assert guest is None and any(where in p for p in problems), problems
+
+
+def test_empty_delays_mean_the_default(tmp_path):
+    guest, problems = problems_of(tmp_path, VALID + "BOOTDELAY=\nSTOPDELAY=\n")
+    assert problems == [] and (guest.bootdelay, guest.stopdelay) == (0, 40)
+
+
+@pytest.mark.parametrize("data,where", [
+    (VALID.encode() + b"DESC='a\rExecStartPre=/bin/touch /tmp/x'\n", ":3: control character U+000D"),
+    (VALID.encode() + b"DESC=a\x00b\n", ":3: control character U+0000"),
+    (VALID.encode() + "DESC=a\u2028b\n".encode(), ":3: control character U+2028"),
+])
+def test_control_characters_are_refused(tmp_path, data, where):
+    guest, problems = problems_of(tmp_path, data)
+    assert guest is None and any(where in p for p in problems), problems
+    _, problems = problems_of(tmp_path, VALID, data.split(b"\n")[2] .replace(b"DESC=", b"-device ") + b"\n")
+    assert any(":1: control character" in p and p.startswith(f"{tmp_path}/web1-qemu.cfg") for p in problems)
+
+
+def test_crlf_files_are_fine(tmp_path):
+    guest, problems = problems_of(tmp_path, VALID.replace("\n", "\r\n").encode())
+    assert problems == [] and guest.name == "web1"
+
+
+@pytest.mark.parametrize("line,words", [
+    ("-drive file=/srv/vm/disk#2.img,if=virtio  # second disk", ("-drive", "file=/srv/vm/disk#2.img,if=virtio")),
+    ("-append 'a # b' # c", ("-append", "a # b")),
+    ("-device x,id=a#b", ("-device", "x,id=a#b")),
+])
+def test_a_hash_inside_a_word_is_no_comment(tmp_path, line, words):
+    guest, problems = problems_of(tmp_path, VALID, line + "\n")
+    assert problems == [] and guest.raw == words
+
+
+def test_a_comment_with_quotes_after_a_quoted_value(tmp_path):
+    guest, problems = problems_of(tmp_path, VALID + 'DESC="web" # the "main" one"\n')
+    assert problems == [] and guest.desc == "web"
