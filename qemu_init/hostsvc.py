@@ -11,7 +11,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Dict, List, Set, Tuple
 
-from .errors import ERROR, QemuInitError
+from .errors import ERROR
 from .inventory import Inventory
 from .model import Guest
 from .registry import Entry
@@ -92,7 +92,7 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
         try:
             control.start(gc)
             say(f"{guest.name}: started")
-        except QemuInitError as exc:
+        except Exception as exc:  # one guest's trouble never keeps the others from starting
             say(f"{guest.name}: failed to start: {exc}")
             failed[key] = guest.name
     if failed:
@@ -110,8 +110,15 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     controls = {k: (g.name, inventory.control(e, g), g.depends) for k, (e, g) in guests.items()}
     controls.update({e.name.lower(): (e.name, _fallback_control(inventory, e), ())
                      for e in inventory.entries() if e.name.lower() in broken})
-    # Identity is all this needs (pid file and /proc), not a QMP round trip per guest.
-    running = {k: v for k, v in controls.items() if proc.probe(v[1].pidfile, v[1].name)[0] == proc.GUEST}
+    def runs(gc) -> bool:
+        # Identity is all this needs (pid file and /proc), not a QMP round trip per guest; a
+        # guest we cannot look at is tried all the same (its stop will say what is wrong).
+        try:
+            return proc.probe(gc.pidfile, gc.name)[0] == proc.GUEST
+        except OSError:
+            return True
+
+    running = {k: v for k, v in controls.items() if runs(v[1])}
     if not running:
         say("no guest is running")
         return 0
@@ -139,12 +146,19 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     say(f"stopping {len(running)} guest(s), {workers} at a time: " + " ".join(running[k][0] for k in sorted(running)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or futures:
-            for key in sorted(pending):
-                if len(futures) >= workers:
-                    break
-                if not dependents[key] & (pending | set(futures.values())):
-                    pending.discard(key)
-                    futures[pool.submit(stop_one, key)] = key
+            # Longest STOPDELAY first: what `check` assumes when it adds up the shutdown time.
+            ready = [k for k in sorted(pending, key=lambda k: (-running[k][1].stopdelay, k))
+                     if not dependents[k] & (pending | set(futures.values()))]
+            if pending and not ready and not futures:
+                # Only a DEPENDS cycle (which `check` reports) leaves nothing ready: stop them all
+                # rather than hang the host's shutdown.
+                say("dependency cycle among " + " ".join(running[k][0] for k in sorted(pending)) + ": stopping them together")
+                ready = sorted(pending)
+                for key in ready:
+                    dependents[key] = set()
+            for key in ready[:max(0, workers - len(futures))]:
+                pending.discard(key)
+                futures[pool.submit(stop_one, key)] = key
             done, _ = wait(list(futures), timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
                 key = futures.pop(future)
@@ -152,7 +166,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
                 try:
                     future.result()
                     say(f"{name}: stopped")
-                except QemuInitError as exc:
+                except Exception as exc:  # one guest's trouble never keeps the others running
                     say(f"{name}: could not be stopped: {exc}")
                     failed.append(name)
             if futures and time.monotonic() - last_progress >= PROGRESS_EVERY:

@@ -32,3 +32,47 @@ def test_shutdown_time_parallel_and_bounded():
     assert shutdown_time([40, 40, 40, 40], 0) == 40 + step
     assert shutdown_time([40, 40, 40, 40], 1) == 4 * (40 + step)
     assert shutdown_time([100, 10, 10, 10], 2) == 100 + step  # the short ones share the other slot
+
+
+def _host_with(tmp_path, **depends):
+    from qemu_init.inventory import Inventory
+    from qemu_init.paths import Layout, Paths
+    inventory = Inventory(Paths.for_layout(Layout(), str(tmp_path / "root")))
+    for name, deps in depends.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}-qemud.rc").write_text(
+            f"NAME={name}\nTGTARCH=qemu-system-x86_64\nBRIDGE=none\nDEPENDS={deps}\nSTOPDELAY=3\n")
+        inventory.registry.add(name, str(folder))  # no check: a cycle made by editing files later
+    return inventory
+
+
+def test_stop_of_a_dependency_cycle_stops_them_all_instead_of_hanging(tmp_path, monkeypatch):
+    from qemu_init import hostsvc
+    from qemu_init.runtime import control, proc
+    inventory = _host_with(tmp_path, a1="b1", b1="a1", c1="")
+    stopped = []
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name: (proc.GUEST, 1))
+    monkeypatch.setattr(control, "stop", lambda gc, **kw: stopped.append(gc.name))
+    lines = []
+    assert hostsvc.stop(inventory, say=lines.append) == 0
+    assert sorted(stopped) == ["a1", "b1", "c1"]
+    assert "dependency cycle among a1 b1: stopping them together" in lines
+
+
+def test_one_guest_raising_anything_does_not_keep_the_others_running(tmp_path, monkeypatch):
+    from qemu_init import hostsvc
+    from qemu_init.runtime import control, proc
+    inventory = _host_with(tmp_path, a1="", b1="a1")
+    stopped = []
+
+    def stop(gc, **kw):
+        if gc.name == "b1":
+            raise PermissionError(13, "Permission denied")
+        stopped.append(gc.name)
+
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name: (proc.GUEST, 1))
+    monkeypatch.setattr(control, "stop", stop)
+    lines = []
+    assert hostsvc.stop(inventory, say=lines.append) == 1
+    assert stopped == ["a1"] and lines[-1] == "could not stop: b1"
