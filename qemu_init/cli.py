@@ -100,7 +100,7 @@ def register(paths: List[str] = typer.Argument(..., metavar="PATH...",
                                                help="rc-files, or folders standing for all rc-files in them.")) -> None:
     """Register guests: validate them and give each a permanent number."""
     inventory = inv()
-    rcs = [rc for target in paths for rc in rcfiles(target)]
+    rcs = list(dict.fromkeys(rc for target in paths for rc in rcfiles(target)))  # each file once
     # Checked together, so guests registered at once may depend on each other.
     errors = [p for p in inventory.check(rcs) if p.level == ERROR]
     report(errors)
@@ -254,20 +254,22 @@ def _progress(name: str):
     return lambda step: typer.echo(f"{name}: {step}", err=True)
 
 
+def _is_running(name: str) -> bool:
+    """From the pid file and /proc alone (paths derive from the name), so a guest whose files
+    went bad since it started still counts as running."""
+    from .runtime import proc
+    try:
+        return proc.probe(inv().paths.pidfile(name), name)[0] == proc.GUEST
+    except OSError:
+        return True  # cannot tell: assume the worst
+
+
 def _state(name: str) -> str:
     try:
         with _guest(name) as (gc, control):
             return control.status(gc)[1].split(": ", 1)[-1]
-    except QemuInitError as exc:
-        return f"invalid ({exc.__class__.__name__})"
-
-
-def _is_running(name: str) -> bool:
-    try:
-        with _guest(name) as (gc, control):
-            return control.status(gc)[0] == 0
     except QemuInitError:
-        return False
+        return "running, configuration invalid" if _is_running(name) else "configuration invalid"
 
 
 @app.command()
@@ -297,9 +299,17 @@ def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> N
 
 @app.command()
 def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """One line about the guest; exits with the LSB status code (0 running, 1 dead, 3 stopped)."""
-    with _guest(name) as (gc, control):
-        code, line = control.status(gc)
+    """One line about the guest; exits with the LSB status code (0 running, 1 dead, 3 stopped,
+    4 unknown)."""
+    try:
+        with _guest(name) as (gc, control):
+            code, line = control.status(gc)
+    except ConfigError as exc:
+        report(exc.problems)
+        raise typer.Exit(4)  # LSB: status unknown
+    except QemuInitError as exc:
+        typer.echo(f"qemu-init: {exc}", err=True)
+        raise typer.Exit(4)
     typer.echo(line)
     raise typer.Exit(code)
 
@@ -351,6 +361,10 @@ def main() -> None:
     except QemuInitError as exc:
         typer.echo(f"qemu-init: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the host said no (permissions, a missing or read-only folder)
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"qemu-init: {where}{exc.strerror or exc}", err=True)
+        sys.exit(1)
     except Exception as exc:  # a bug: one line, unless asked for more
         if "--debug" in sys.argv:
             raise

@@ -106,20 +106,22 @@ class Inventory:
         problems = list(self.host_problems)
         next_number = max([e.number for e in self.entries()] + [0]) + 1
         numbers = {l.entry.name.lower(): l.entry.number for l in registered if l.entry}
+        owners = {name: by_name[name].rcfile for name in numbers}  # who holds each name
+        selected = list({l.rcfile: l for l in selected}.values())  # a file named twice counts once
         for loaded in selected:
             problems += loaded.problems
             guest = loaded.guest
             if guest is None:
                 continue
             if loaded.entry is None:
-                other = numbers.get(guest.name.lower())
-                if other is not None:
-                    owner = by_name[guest.name.lower()]
+                owner = owners.get(guest.name.lower())
+                if owner is not None:
+                    how = "is already registered from" if guest.name.lower() in by_name else "is also the name in"
                     problems.append(Problem(loaded.rcfile, guest.lines.get("NAME"), "NAME",
-                                            f"{guest.name!r} is already registered from {owner.rcfile}"
-                                            " (names are compared in lower case)"))
+                                            f"{guest.name!r} {how} {owner} (names are compared in lower case)"))
                     continue
                 numbers[guest.name.lower()] = next_number
+                owners[guest.name.lower()] = loaded.rcfile
                 next_number += 1
             guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths, self.facts(guest))
             problems += checks.plan_limits(guest, guest_plan, self.paths)

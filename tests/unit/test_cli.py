@@ -141,3 +141,19 @@ def test_check_warns_when_stopdelays_cannot_fit_the_shutdown_budget(tmp_path):
     assert (f"{root}/etc/qemu-init/qemu-init.conf: PARALLEL: warning: stopping 4 guests (PARALLEL=2) can take"
             " 140 s, but FreeBSD's rc.shutdown gives 90 s (rcshutdown_timeout)") in proc.stderr
     assert "PARALLEL" not in qi(root, "check", "--init", "sysv", check=0).stderr  # 140 s < 5 minutes
+
+
+def test_the_same_name_twice_among_new_files_is_one_error_line(tmp_path):
+    root = tmp_path / "root"
+    first, second = guest(tmp_path / "b", "db1"), guest(tmp_path / "c", "DB1")
+    proc = qi(root, "check", str(tmp_path / "b"), str(tmp_path / "c"), check=1)
+    assert f"{second}:1: NAME: 'DB1' is also the name in {first} (names are compared in lower case)" in proc.stderr
+    assert qi(root, "register", str(first), str(first), check=0).stdout.count("registered db1") == 1
+
+
+def test_status_of_an_unknown_guest_is_lsb_unknown_and_os_errors_are_one_line(tmp_path):
+    root = tmp_path / "root"
+    proc = qi(root, "status", "nosuch1", check=4)
+    assert proc.stderr.strip() == "qemu-init: nosuch1: not a registered guest (see `qemu-init list`)"
+    proc = qi(root, "new", "foo1", "--dir", "/proc/self/nonexistent", check=1)
+    assert proc.stderr.strip().startswith("qemu-init: /proc/self/nonexistent") and len(proc.stderr.splitlines()) == 1
