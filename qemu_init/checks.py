@@ -9,9 +9,9 @@ import os
 import pwd
 from typing import Dict, Iterable, List, Sequence, Tuple
 
-from .cmdline import Plan, vnc_display
+from .cmdline import Plan, image_format_by_name, vnc_display
 from .errors import WARNING, Problem
-from .facts import qemu_binary
+from .facts import image_format, qemu_binary
 from .model import Guest, Host
 from .paths import Paths
 
@@ -145,9 +145,15 @@ def on_host(guest: Guest) -> List[Problem]:
             warn(key, f"bridge {nic.bridge} does not exist on this host (yet)",
                  None if nic.index == 0 else (nic.path, nic.line))
     for drive in guest.drives:
+        label = ("DSK" if drive.kind == "disk" else "CDR") + str(drive.index)
+        where = (guest.cfgfile.path if guest.cfgfile else "", drive.line)
         if not os.path.exists(drive.file):
-            label = ("DSK" if drive.kind == "disk" else "CDR") + str(drive.index)
-            warn(label, f"{drive.file} does not exist", (guest.cfgfile.path if guest.cfgfile else "", drive.line))
+            warn(label, f"{drive.file} does not exist", where)
+            continue
+        header, named = image_format(drive.file), image_format_by_name(drive.file)
+        if drive.kind == "disk" and header and header != named:
+            warn(label, f"its first bytes look like {header}, its name says {named}: QEMU is told {named};"
+                        f" if it really is {header}, name it .{header}", where)
     return problems
 
 

@@ -7,8 +7,8 @@ paths, monitor and VNC addresses, tap names), so the scripts, the CLI and ``show
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 from .model import Guest, Host, Nic
 from .paths import Paths
@@ -21,7 +21,6 @@ class Facts:
     """What the command line depends on beyond the configuration."""
 
     qemu_version: Optional[Tuple[int, int]] = None
-    image_formats: Dict[str, str] = field(default_factory=dict)  # image path -> format
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,7 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, facts: Facts) -> P
     for drive in guest.drives:
         escaped = qemu_escape(drive.file)
         if drive.kind == "disk":
-            fmt = facts.image_formats.get(drive.file) or image_format_by_name(drive.file)
-            argv += ["-drive", f"file={escaped},if=virtio,format={fmt}"]
+            argv += ["-drive", f"file={escaped},if=virtio,format={image_format_by_name(drive.file)}"]
         else:
             argv += ["-drive", f"file={escaped},media=cdrom,readonly=on"]
     argv += guest.raw
@@ -121,6 +119,10 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, facts: Facts) -> P
 
 
 def image_format_by_name(path: str) -> str:
-    """The format an image's file name suggests, for images that cannot be read (yet)."""
+    """A disk's format, from its file name (``.qcow2``, ``.vmdk``, …; anything else is raw).
+
+    Never from the image's contents: a guest can write any header into a raw disk, and QEMU
+    opening it as qcow2 with a backing file would hand the guest files of the host. `check`
+    warns when a header and the name disagree."""
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     return ext if ext in ("qcow2", "qed", "vdi", "vmdk", "vhdx") else "raw"

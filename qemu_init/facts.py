@@ -74,7 +74,5 @@ def probe(guests: Iterable[Guest], paths: Paths) -> Dict[str, Facts]:
     for guest in guests:
         if guest.tgtarch not in versions:
             versions[guest.tgtarch] = qemu_version(guest.tgtarch, paths)
-        formats = {d.file: fmt for d in guest.drives if d.kind == "disk"
-                   for fmt in [image_format(d.file)] if fmt}
-        result[guest.name] = Facts(versions[guest.tgtarch], formats)
+        result[guest.name] = Facts(versions[guest.tgtarch])
     return result

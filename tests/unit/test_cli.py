@@ -157,3 +157,14 @@ def test_status_of_an_unknown_guest_is_lsb_unknown_and_os_errors_are_one_line(tm
     assert proc.stderr.strip() == "qemu-init: nosuch1: not a registered guest (see `qemu-init list`)"
     proc = qi(root, "new", "foo1", "--dir", "/proc/self/nonexistent", check=1)
     assert proc.stderr.strip().startswith("qemu-init: /proc/self/nonexistent") and len(proc.stderr.splitlines()) == 1
+
+
+def test_a_disk_format_never_follows_what_the_guest_wrote_into_it(tmp_path):
+    root, folder = tmp_path / "root", tmp_path / "vms"
+    folder.mkdir()
+    (folder / "db1.img").write_bytes(b"QFI\xfb" + b"\0" * 508)  # a raw disk whose guest wrote a qcow2 header
+    guest(folder, "db1", cfg="DSK1=db1.img\n")
+    qi(root, "register", str(folder), check=0)
+    assert f"file={folder}/db1.img,if=virtio,format=raw" in qi(root, "show", "--argv", "db1", check=0).stdout
+    assert ("DSK1: warning: its first bytes look like qcow2, its name says raw: QEMU is told raw;"
+            " if it really is qcow2, name it .qcow2") in qi(root, "check", check=0).stderr

@@ -62,10 +62,9 @@ def test_run_with_on_new_qemu(tmp_path):
 
 
 def test_drives_escape_commas_and_keep_spaces(tmp_path):
-    args = argv(tmp_path, cfg="DSK1=/srv/a,b c.qcow2\nDSK2=/srv/d.img\nCDR1=/iso/x,y.iso\n",
-                facts=Facts(image_formats={"/srv/d.img": "qcow2"}))
+    args = argv(tmp_path, cfg="DSK1=/srv/a,b c.qcow2\nDSK2=/srv/d.img\nCDR1=/iso/x,y.iso\n")
     assert option(args, "-drive") == ["file=/srv/a,,b c.qcow2,if=virtio,format=qcow2",
-                                      "file=/srv/d.img,if=virtio,format=qcow2",
+                                      "file=/srv/d.img,if=virtio,format=raw",
                                       "file=/iso/x,,y.iso,media=cdrom,readonly=on"]
 
 
