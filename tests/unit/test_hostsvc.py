@@ -76,3 +76,14 @@ def test_one_guest_raising_anything_does_not_keep_the_others_running(tmp_path, m
     lines = []
     assert hostsvc.stop(inventory, say=lines.append) == 1
     assert stopped == ["a1"] and lines[-1] == "could not stop: b1"
+
+
+def test_shutdown_estimate_counts_depends_chains():
+    from qemu_init.checks import shutdown_estimate
+    web = SimpleNamespace(name="web1", depends=("db1",), stopdelay=120)
+    db = SimpleNamespace(name="db1", depends=(), stopdelay=40)
+    # Together they would take 120 s + steps, but db1 waits for web1 to be down first.
+    assert shutdown_estimate([web, db], 0) == 120 + FORCED_STEPS + 40 + FORCED_STEPS
+    assert shutdown_estimate([web, db], 1) == 120 + FORCED_STEPS + 40 + FORCED_STEPS
+    cyc = [SimpleNamespace(name="a1", depends=("b1",), stopdelay=5), SimpleNamespace(name="b1", depends=("a1",), stopdelay=5)]
+    assert shutdown_estimate(cyc, 0) == 2 * (5 + FORCED_STEPS)
