@@ -27,7 +27,6 @@ qemud_app = typer.Typer(help="The host service: start, stop and show all guests.
 app.add_typer(autostart_app, name="autostart")
 app.add_typer(qemud_app, name="qemud")
 
-INIT_SYSTEMS = ("sysv", "openrc", "bsd", "systemd")
 
 
 class State:
@@ -44,6 +43,16 @@ def complete_guest(incomplete: str) -> List[str]:
         return [e.name for e in Inventory(host_paths()).entries() if e.name.lower().startswith(incomplete.lower())]
     except Exception:  # completion must never print a traceback into the user's shell
         return []
+
+
+def _complete_init(incomplete: str) -> List[str]:
+    from .render import INIT_SYSTEMS
+    return [i for i in INIT_SYSTEMS if i.startswith(incomplete)]
+
+
+def _complete_init_or_all(incomplete: str) -> List[str]:
+    from .render import INIT_SYSTEMS
+    return [i for i in INIT_SYSTEMS + ("all",) if i.startswith(incomplete)]
 
 
 def _version(value: bool) -> None:
@@ -143,9 +152,15 @@ def list_guests() -> None:
 @app.command()
 def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
                                               help="Guests or files to check (default: all registered)."),
-          init: Optional[str] = typer.Option(None, "--init", help="Also check the shutdown budget of this init system.")) -> None:
+          init: Optional[str] = typer.Option(None, "--init", autocompletion=_complete_init,
+                                             help="Check the shutdown budget of this init system"
+                                                  " (default: this host's).")) -> None:
     """Validate guests; exit 0 when clean, 1 on errors (warnings do not fail)."""
-    problems = inv().check(targets or [], init)
+    from . import install as installer
+    from .render import INIT_SYSTEMS
+    if init is not None and init not in INIT_SYSTEMS:
+        raise QemuInitError(f"--init {init}: not an init system (use {', '.join(INIT_SYSTEMS)})")
+    problems = inv().check(targets or [], init or installer.detect_init())
     report(problems)
     errors = sum(p.level == ERROR for p in problems)
     warnings = len(problems) - errors
@@ -197,14 +212,6 @@ def autostart_list() -> None:
 
 
 # --- init scripts ---------------------------------------------------------------------------
-
-def _complete_init(incomplete: str) -> List[str]:
-    return [i for i in INIT_SYSTEMS if i.startswith(incomplete)]
-
-
-def _complete_init_or_all(incomplete: str) -> List[str]:
-    return [i for i in INIT_SYSTEMS + ("all",) if i.startswith(incomplete)]
-
 
 @app.command()
 def generate(names: List[str] = typer.Argument(None, metavar="[NAME]...", autocompletion=complete_guest,
