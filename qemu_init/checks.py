@@ -132,7 +132,9 @@ def on_host(guest: Guest) -> List[Problem]:
         warn("TGTARCH", f"{guest.tgtarch} is not installed on this host")
     if guest.kvm and not os.path.exists("/dev/kvm"):
         warn("KVM", "/dev/kvm does not exist on this host")
-    if guest.runas:
+    if not guest.runas:
+        warn("RUNAS", "empty: QEMU keeps running as root")
+    else:
         try:
             pwd.getpwnam(guest.runas)
         except KeyError:

@@ -40,7 +40,8 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
         default_help="none, must be set (new rc-files say qemu-system-x86_64)",
         example="qemu-system-x86_64"),
     Key("RUNAS", values.user, None, "User QEMU drops its privileges to.",
-        default_help="the host's SYSUSR", qemu="-runas / -run-with user="),
+        default_help="the host's SYSUSR; empty: QEMU keeps running as root", example="qemud",
+        qemu="-runas / -run-with user="),
     Key("DAEMON", values.boolean, "yes", "Run QEMU as a daemon.", "recommended", qemu="-daemonize"),
     Key("KVM", values.boolean, "yes", "Hardware acceleration with KVM.", "recommended", qemu="-accel kvm"),
     Key("MONITOR", values.monitor, "", "Where the human monitor listens: inet (127.0.0.1), inet6 (::1),"
@@ -57,17 +58,18 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("RAM", values.size, "2G", "Memory size.", "recommended", qemu="-m", example="512M"),
     Key("SMP", values.smp, "", "Virtual CPUs.", default_help="QEMU's", qemu="-smp", example="2"),
     Key("CPU", values.qemu_property, "", "CPU model.", default_help="QEMU's (host when KVM is on)",
-        qemu="-cpu"),
+        example="host", qemu="-cpu"),
     Key("MACHINE", values.qemu_property, "", "Machine type.", default_help="QEMU's", qemu="-machine",
         example="q35"),
     Key("VGA", values.identifier, "", "Display adapter.", default_help="QEMU's", qemu="-vga", example="std"),
     Key("DISPLAY", values.display, None, "VNC display: a number, ADDR:NUMBER, or 0/empty for no VNC.",
         default_help="an automatic display on 127.0.0.1", qemu="-vnc", example="127.0.0.1:5"),
     Key("BRIDGE", values.bridge, None, "Bridge of the first NIC; none for no network.",
-        default_help="the host's BRIDGE (br0)", qemu="-netdev tap"),
+        default_help="the host's BRIDGE (br0)", example="br0", qemu="-netdev tap"),
     Key("NIC", values.identifier, "virtio-net-pci", "Model of the first NIC.", qemu="-device"),
     Key("MAC", values.mac, None, "MAC address of the first NIC.",
-        default_help="stable, derived from the name (locally administered)", qemu="-device …,mac="),
+        default_help="stable, derived from the name (locally administered)", example="52:54:00:12:34:56",
+        qemu="-device …,mac="),
 )}
 
 HOST_KEYS: Dict[str, Key] = {k.name: k for k in (
