@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
 import shlex
@@ -19,13 +20,14 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 import jinja2
 
 from . import __version__
-from .checks import FORCED_STEPS, shutdown_time
+from .checks import FORCED_STEPS, shutdown_estimate, shutdown_time
 from .cmdline import Plan
 from .errors import ERROR, ConfigError, RegistryError, RenderError
 from .inventory import Inventory
 from .keys import RC_KEYS
 from .model import Guest, Host, Source
 from .paths import Paths, read_layout
+from .runtime.control import LAUNCH_TIMEOUT
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 
@@ -39,12 +41,35 @@ def shjoin(words: Iterable[Any]) -> str:
     return " ".join(sh(w) for w in words)
 
 
+# systemd ends a unit line at \n, \r and NUL; other non-printable characters (C0, DEL, C1 such as
+# U+0085, U+2028/2029) are escaped as well, so no value can ever start a line of its own.
+_UNIT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _c_escape(char: str) -> str:
+    """A non-printable character as a C escape that systemd's unquoting gives back (``\\xNN``
+    only below 0x80: above, systemd would take it for a raw byte, not a code point)."""
+    code = ord(char)
+    if char in _UNIT_ESCAPES:
+        return _UNIT_ESCAPES[char]
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
 def unit(value: Any) -> str:
-    """One word of a systemd ``Exec*=`` line: ``$``/``%`` doubled, quoted when needed."""
+    """One word of a systemd ``Exec*=`` line: ``$``/``%`` doubled, quoted when needed, every
+    non-printable character C-escaped inside the quotes."""
     text = str(value).replace("%", "%%").replace("$", "$$")
-    if text and not any(c in text for c in " \t\n\"'\\;"):
+    if text and text.isprintable() and not any(c in text for c in " \"';\\"):
         return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return '"' + "".join(_unit_quoted(c) for c in text) + '"'
+
+
+def _unit_quoted(char: str) -> str:
+    if not char.isprintable():
+        return _c_escape(char)
+    return "\\" + char if char in "\\\"" else char
 
 
 def unitjoin(words: Iterable[Any]) -> str:
@@ -53,14 +78,19 @@ def unitjoin(words: Iterable[Any]) -> str:
 
 def unittext(value: Any) -> str:
     """A unit setting's whole value (Description=, PIDFile=): one line, ``%`` doubled, no
-    trailing backslash (it would continue the line)."""
-    return " ".join(str(value).replace("%", "%%").split()).rstrip("\\ ")
+    trailing backslash (it would continue the line). Whitespace runs (line breaks included)
+    become one space; any other non-printable character is written as its C escape, as text:
+    these settings are not unescaped, but a NUL or a lone control character must not reach the file."""
+    text = " ".join(str(value).replace("%", "%%").split())
+    return "".join(c if c.isprintable() else _c_escape(c) for c in text).rstrip("\\ ")
 
 
 def comment(value: Any) -> str:
     """Text safe inside a ``#`` comment line (no line breaks can end the comment, and no trailing
-    backslash can continue it in a systemd unit)."""
-    return " ".join(str(value).split()).rstrip("\\ ")
+    backslash can continue it in a systemd unit; no NUL or other control character, at which
+    systemd would end the line)."""
+    text = " ".join(str(value).split())
+    return "".join(c if c.isprintable() else _c_escape(c) for c in text).rstrip("\\ ")
 
 
 @functools.lru_cache(maxsize=None)
@@ -102,8 +132,9 @@ SERVICE_FOLDER = {"sysv": "initdir", "openrc": "initdir", "bsd": "rcddir", "syst
 
 # Seconds systemd waits beyond our own stop sequence before it signals QEMU itself.
 STOP_MARGIN = 10
-# Seconds systemd gives the host service per guest at boot, on top of the BOOTDELAYs.
-START_PER_GUEST = 30
+# Seconds systemd allows a guest's start beyond the helper's own wait for QEMU (LAUNCH_TIMEOUT):
+# the lock, the checks, PRECMD and POSTCMD.
+START_MARGIN = 30
 
 SCRIPT_MODE = 0o755
 UNIT_MODE = 0o644
@@ -232,6 +263,12 @@ def argv_lines(argv: Sequence[str]) -> List[List[str]]:
     return lines
 
 
+def start_timeout() -> int:
+    """systemd's TimeoutStartSec for one guest: the helper gives QEMU LAUNCH_TIMEOUT to come up,
+    and systemd must not kill the start (and the QEMU with it) before the helper gives up."""
+    return math.ceil(LAUNCH_TIMEOUT) + START_MARGIN
+
+
 def stop_timeout(stopdelay: int) -> int:
     """systemd's TimeoutStopSec for a guest: the clean shutdown, the forced steps, a margin."""
     return stopdelay + FORCED_STEPS + STOP_MARGIN
@@ -277,6 +314,7 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
         unit_requires=[unit_file(n) for n in needs],
         forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay),
+        launch_timeout=math.ceil(LAUNCH_TIMEOUT), start_margin=START_MARGIN, start_timeout=start_timeout(),
     )
     if init == "systemd":
         return [Rendered(unit_file(service), render("systemd/guest.service.j2", **context), UNIT_MODE, "unitdir")]
@@ -331,12 +369,13 @@ def qemud_files(site: Site, init: str) -> List[Rendered]:
         # Wants, not Requires: one bridge failing must not keep the guests on other bridges down.
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
         unit_wants=[unit_file(n) for n in needs],
-        start_timeout=sum(g.bootdelay for g in guests) + START_PER_GUEST * max(len(guests), 1),
-        start_per_guest=START_PER_GUEST,
+        # qemud start launches the guests one after the other: each may take a guest unit's start.
+        start_timeout=sum(g.bootdelay for g in guests) + start_timeout() * max(len(guests), 1),
+        start_per_guest=start_timeout(),
         # At least one guest's worth: guests registered later get stopped too, even before the
         # next `qemu-init install` recomputes this.
-        stop_timeout=shutdown_time([g.stopdelay for g in guests] or [site.host.minstopdelay],
-                                   site.host.parallel) + STOP_MARGIN,
+        stop_timeout=max(shutdown_estimate(guests, site.host.parallel),
+                         shutdown_time([site.host.minstopdelay], 0)) + STOP_MARGIN,
         parallel_text=f"{site.host.parallel} at a time" if site.host.parallel else "all at once",
     )
     if init == "systemd":

@@ -86,17 +86,37 @@ def _makedirs(*paths: str) -> None:
             os.makedirs(parent, mode=0o755, exist_ok=True)
 
 
+# O_NOFOLLOW makes open() fail on a symlink: ELOOP on Linux, EMLINK on FreeBSD.
+_SYMLINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
+
+
+def _nofollow_error(path: str, e: OSError) -> str:
+    if e.errno in _SYMLINK_ERRNOS:
+        return f"{path}: is a symbolic link; refusing to follow it"
+    return f"{path}: {e.strerror}"
+
+
+def _open_log(gc: GuestControl, flags: int) -> int:
+    """The guest log, appended to. Never through a symlink: the run folder may be writable by
+    others than root, and a planted link must not make root append to (or create) another file."""
+    return os.open(gc.log, flags | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+
+
+_unwritable_logs: set[str] = set()  # logs already warned about (a stop logs every step)
+
+
 def log(gc: GuestControl, message: str, error: bool = False) -> None:
     """Append a timestamped line to the guest log, and to syslog where there is one."""
     if gc.log:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {gc.name}: {message}\n"
         try:
             _makedirs(gc.log)
-            fd = os.open(gc.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-            with open(fd, "a") as f:
+            with open(_open_log(gc, os.O_WRONLY), "a") as f:
                 f.write(line)
         except OSError as e:
-            _warn(gc, f"{gc.log}: {e.strerror}")
+            if gc.log not in _unwritable_logs:
+                _unwritable_logs.add(gc.log)
+                _warn(gc, _nofollow_error(gc.log, e))
     if os.path.exists("/dev/log"):
         import syslog
         syslog.openlog("qemu-init", syslog.LOG_PID, syslog.LOG_DAEMON)
@@ -257,7 +277,10 @@ def _qemu_output(gc: GuestControl) -> Tuple[BinaryIO, int]:
     log, appended to (not a pipe: a daemonized QEMU started with -D keeps stderr open, and a pipe
     nobody drains would block it); without a log, an anonymous file."""
     if gc.log:
-        fd = os.open(gc.log, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fd = _open_log(gc, os.O_RDWR)
+        except OSError as e:
+            raise GuestError(_nofollow_error(gc.log, e))
         out = os.fdopen(fd, "a+b")
     else:
         import tempfile
@@ -343,6 +366,25 @@ def _launch_foreground(gc: GuestControl) -> None:
     raise GuestError(f"QEMU failed (exit {qemu.returncode}): {_error_lines(gc, text)}")
 
 
+def _share_pidfile(gc: GuestControl) -> None:
+    """QEMU makes its pid file 0600; 0644 lets unprivileged users run status. Through an fd
+    opened with O_NOFOLLOW (O_NONBLOCK: a planted FIFO must not hang the start), never
+    chmod(path): a symlink planted there must not make root change another file's mode."""
+    import stat
+    try:
+        fd = os.open(gc.pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        _warn(gc, _nofollow_error(gc.pidfile, e) + " (its mode is left as it is)")
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o644)
+    except OSError:
+        pass  # status then needs root; the guest runs all the same
+    finally:
+        os.close(fd)
+
+
 def start(gc: GuestControl) -> int:
     """Start the guest unless it runs; returns 0 or raises GuestError."""
     if not gc.argv:
@@ -355,6 +397,9 @@ def start(gc: GuestControl) -> int:
         if kind == proc.GUEST:
             print(f"{gc.name} is already running (pid {pid})")
             return 0
+        if gc.log and os.path.islink(gc.log):
+            # refused before PRECMD runs; _open_log's O_NOFOLLOW still guards against a race
+            raise GuestError(f"{gc.log}: is a symbolic link; refusing to follow it")
         if kind != proc.ABSENT or (gc.qmp and os.path.exists(gc.qmp)):
             _cleanup(gc)  # stale pid file and socket of a dead guest
         _check_sources(gc)
@@ -377,10 +422,7 @@ def start(gc: GuestControl) -> int:
             message = f"QEMU started, but pid file {gc.pidfile} does not name a QEMU called {gc.name}"
             log(gc, message, error=True)
             raise GuestError(message)
-        try:
-            os.chmod(gc.pidfile, 0o644)  # QEMU makes it 0600; let unprivileged users run status
-        except OSError:
-            pass
+        _share_pidfile(gc)
         log(gc, f"started (pid {pid})")
         if gc.postcmd:
             # the guest runs: a failing POSTCMD is reported, but does not make the start fail

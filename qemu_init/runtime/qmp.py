@@ -136,6 +136,11 @@ class QMP:
             reply = self._read(deadline, what)
             if "event" in reply:
                 self.events.append(reply)
+            elif "id" not in reply and "error" in reply:
+                # QEMU answers without an id when it could not read the command at all (a JSON
+                # parse error): that is the answer to the one command pending, not to wait out
+                error = reply["error"] if isinstance(reply["error"], dict) else {}
+                raise QMPExecuteError(f"{command}: {error.get('desc', 'failed')}")
             elif reply.get("id") != ident:
                 continue  # a late reply to an earlier command that timed out
             elif "error" in reply:

@@ -105,11 +105,13 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
             if now >= next_press:
                 # never past the deadline: a press must not eat into the forced steps
                 error = send("system_powerdown", min(timing.qmp_timeout, deadline - now))
-                if isinstance(error, QMPConnectError):
-                    # no listener at all: nobody can ask this guest to power down, so waiting
-                    # out the grace period would only delay the inevitable
+                if isinstance(error, QMPConnectError) and not presses:
+                    # no listener and no press ever got through: nobody can ask this guest to
+                    # power down, so waiting out the grace period would only delay the inevitable
                     why = f"control socket unavailable ({error})"
                     break
+                # after a press got through, a refused connection means QEMU is on its way out
+                # (the guest powered off): keep waiting for it to exit, up to the deadline
                 presses += error is None
                 next_press = clock() + timing.resend
             sleep(max(0.0, min(timing.poll, deadline - clock(), next_press - clock())))

@@ -14,7 +14,9 @@ from typing import Dict, List
 import pytest
 
 from guestkit import run
+from qemu_init import render
 from qemu_init.checks import FORCED_STEPS, shutdown_time
+from qemu_init.runtime.control import LAUNCH_TIMEOUT
 
 ANALYZE = shutil.which("systemd-analyze")
 pytestmark = pytest.mark.skipif(ANALYZE is None, reason="needs systemd-analyze")
@@ -70,6 +72,40 @@ def test_stop_timeouts_cover_stopdelay_and_the_forced_steps(qiroot):
         "qemu-bridge-br0.service qemu-bridge-br-dmz.service qemu-db1.service"]
     assert set(units["qemu-web1.service"]["After"][0].split()) >= {
         "qemu-bridge-br0.service", "qemu-bridge-br-dmz.service", "qemu-db1.service"}
+
+
+def test_start_timeouts_and_kill_modes_never_cut_a_guest_short(qiroot):
+    units = {u.name: settings(u) for u in install(qiroot, "full")}
+    guests = [name for name in units if name.startswith("qemu-") and "bridge" not in name]
+    assert guests
+    for name in guests:
+        assert int(units[name]["TimeoutStartSec"][0]) > LAUNCH_TIMEOUT, name
+        # systemd signals the cgroup only after ExecStop (or TimeoutStopSec, checked above)
+        assert units[name]["KillMode"] == ["control-group"], name
+    # the host service: the helper's launch timeout a guest on top of the BOOTDELAYs, and QEMUs
+    # in its cgroup are never signalled by systemd when `qemud start` fails or times out
+    qemud = units["qemud.service"]
+    assert int(qemud["TimeoutStartSec"][0]) >= len(guests) * LAUNCH_TIMEOUT
+    assert qemud["KillMode"] == ["process"]
+    assert qemud["Type"] == ["oneshot"] and qemud["RemainAfterExit"] == ["yes"]
+
+
+NASTY = ["x\rBogusKey=1", "y\x1fBogusKey=2", "z\x7f\x85\u2028BogusKey=3\u2029", "tab\there", "$HOME 100%"]
+
+
+def test_no_value_can_start_a_unit_line_of_its_own(tmp_path):
+    """Every character systemd could end a line at is escaped: verify finds no extra key (and
+    would, as the raw control shows: it warns about the unknown BogusKey)."""
+    def verify(words):
+        unit = tmp_path / "nasty.service"
+        unit.write_bytes((f"[Unit]\nDescription={render.unittext(NASTY[0])}\n[Service]\nType=oneshot\n"
+                          f"ExecStart=/bin/echo {words}\n").encode())
+        return run(ANALYZE, "verify", "--man=no", str(unit))
+
+    result = verify(render.unitjoin(NASTY))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    raw = verify(" ".join(NASTY))
+    assert "BogusKey" in raw.stderr
 
 
 def test_verify_catches_a_broken_unit(qiroot):

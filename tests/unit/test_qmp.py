@@ -76,6 +76,21 @@ def test_error_reply(sock_path):
             q.execute("nope")
 
 
+def test_error_reply_without_an_id_answers_the_pending_command(sock_path):
+    """QEMU cannot echo the id of a command it could not parse: its error has none, and must
+    end the wait at once instead of being skipped until the timeout."""
+    def handler(server, message):
+        return [event("TICK"), {"error": {"class": "GenericError", "desc": "JSON parse error, invalid literal"}}]
+
+    with FakeQMP(sock_path, handler), QMP(sock_path) as q:
+        q.connect(timeout=2)
+        started = time.monotonic()
+        with pytest.raises(QMPExecuteError, match="query-status: JSON parse error"):
+            q.execute("query-status", timeout=5)
+        assert time.monotonic() - started < 1.0
+        assert [e["event"] for e in q.events] == ["TICK"]  # events before it are still queued
+
+
 def test_accepts_but_never_answers_times_out(sock_path):
     with FakeQMP(sock_path, greeting=None), QMP(sock_path) as q:
         started = time.monotonic()

@@ -67,6 +67,19 @@ def test_unit_quoting_follows_systemds_exec_rules(value, expected):
     assert render.unit(value) == expected
 
 
+@pytest.mark.parametrize("char, escape", [
+    ("\r", "\\r"), ("\n", "\\n"), ("\t", "\\t"), ("\x00", "\\x00"), ("\x1b", "\\x1b"),
+    ("\x7f", "\\x7f"), ("\x85", "\\u0085"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"),
+])
+def test_unit_words_c_escape_every_non_printable_character(char, escape):
+    """systemd ends a unit line at \\r and NUL as well as \\n: no value may start a line of its own."""
+    word = render.unit(f"a{char}ExecStartPre=/bin/evil")
+    assert word == f'"a{escape}ExecStartPre=/bin/evil"'  # one quoted word, unescaped by systemd
+    assert word.isprintable()
+    text = render.unittext(f"a{char}ExecStartPre=/bin/evil")
+    assert text.isprintable() and text.endswith("ExecStartPre=/bin/evil")
+
+
 def test_unit_settings_and_comments_stay_on_their_line():
     assert render.unittext("50% off\nnext line \\") == "50%% off next line"
     assert render.comment("a\nb\r\nc \\\\") == "a b c"
@@ -84,6 +97,11 @@ def test_service_names():
     assert render.bridge_service("openrc", "br-dmz.7") == "qemu-bridge-br-dmz.7"
     # rc.conf variables (qemu_bridge_..._enable) allow letters, digits and _ only
     assert render.bridge_service("bsd", "br-dmz.7") == "qemu_bridge_br_dmz_7"
+
+
+def test_systemd_start_timeouts_cover_the_helpers_own_launch_timeout():
+    from qemu_init.runtime.control import LAUNCH_TIMEOUT
+    assert render.start_timeout() > LAUNCH_TIMEOUT
 
 
 def test_systemd_stop_timeout_covers_stopdelay_and_the_forced_steps():

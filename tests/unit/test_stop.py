@@ -18,7 +18,7 @@ import types
 import pytest
 
 from fakeqmp import CLOSE, FakeQMP, event, reply, sock_path  # noqa: F401  (sock_path: fixture)
-from qemu_init.errors import GuestError
+from qemu_init.errors import GuestError, QMPConnectError
 from qemu_init.runtime import control, stop
 from qemu_init.runtime.qmp import QMP
 from qemu_init.runtime.stop import GONE, KILL, POWERDOWN, QUIT, TERM
@@ -169,6 +169,41 @@ def test_no_control_socket_does_not_wait_out_the_grace(sock_path):
     assert steps[-1].elapsed < 1.0
 
 
+class ClosesAfterPress:
+    """QMP of a QEMU whose guest obeys the first press: QEMU then closes its socket (every
+    later connection is refused) and exits ``exit_after`` seconds later (never: None)."""
+
+    def __init__(self, guest, exit_after):
+        self.guest, self.exit_after, self.sent = guest, exit_after, []
+
+    def __call__(self, command, timeout):
+        self.sent.append(command)
+        if len(self.sent) > 1:
+            raise QMPConnectError("qmp: Connection refused")
+        if self.exit_after is not None:
+            threading.Timer(self.exit_after, setattr, (self.guest, "_alive", False)).start()
+
+
+def test_refused_connection_after_a_press_waits_for_qemu_to_exit():
+    guest = FakeGuest()
+    qmp = ClosesAfterPress(guest, exit_after=0.6)  # well after the refused second press at 0.2 s
+    steps = []
+    stop.run(guest.alive, guest.signal, qmp, 5.0, timing=FAST, report=steps.append)
+    assert states(steps) == [POWERDOWN, GONE]
+    assert steps[-1].why == "powered down (1 press)" and steps[-1].elapsed >= 0.6
+    assert qmp.sent[:2] == ["system_powerdown"] * 2 and guest.signals == []
+
+
+def test_refused_connection_after_a_press_still_forces_at_the_deadline():
+    guest = FakeGuest()
+    qmp = ClosesAfterPress(guest, exit_after=None)
+    steps = []
+    stop.run(guest.alive, guest.signal, qmp, 1.0, timing=FAST, report=steps.append)
+    assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
+    assert steps[1].why == "still running after 1 s" and steps[1].elapsed >= 1.0  # the whole grace
+    assert "Connection refused" in steps[2].why and guest.signals == [signal.SIGTERM]
+
+
 def test_qemu_hanging_up_on_quit_is_not_an_error(sock_path):
     guest = FakeGuest(exit_delay=0.05)
 
@@ -317,6 +352,49 @@ def test_log_goes_to_the_file_and_to_syslog_where_there_is_one(folder, monkeypat
     with open(gc.log) as f:
         assert [line.split(" ", 1)[1] for line in f] == ["fake1: hello\n", "fake1: oops\n"]
     assert os.stat(gc.log).st_mode & 0o777 == 0o640
+
+
+def _victim(folder, mode=0o600):
+    """A file a symlink planted in the run folder points at; (path, its text)."""
+    path = f"{folder}/victim"
+    with open(path, "w") as f:
+        f.write("precious\n")
+    os.chmod(path, mode)
+    return path
+
+
+def test_log_is_never_written_through_a_symlink(folder, capsys):
+    gc = _gc(folder)
+    victim = _victim(folder)
+    os.symlink(victim, gc.log)
+    control.log(gc, "one")
+    control.log(gc, "two")
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [f"qemu-init: fake1: warning: {gc.log}: is a symbolic link; refusing to follow it"]
+    with pytest.raises(GuestError, match="is a symbolic link"):  # the log QEMU's output goes to
+        control._qemu_output(gc)
+    gc = gc._replace(argv=("qemu-system-x86_64", "-daemonize"), daemon=True,
+                     precmd=f"touch {folder}/ran", rcfile=victim)
+    with pytest.raises(GuestError, match=f"^{gc.log}: is a symbolic link; refusing to follow it$"):
+        control.start(gc)  # refused before PRECMD and QEMU
+    assert not os.path.exists(f"{folder}/ran")
+    with open(victim) as f:
+        assert f.read() == "precious\n"
+
+
+def test_pid_file_mode_is_set_through_the_file_never_a_symlink(folder, capsys):
+    gc = _gc(folder)
+    with open(gc.pidfile, "w") as f:
+        f.write("1\n")
+    os.chmod(gc.pidfile, 0o600)
+    control._share_pidfile(gc)
+    assert os.stat(gc.pidfile).st_mode & 0o777 == 0o644
+    os.unlink(gc.pidfile)
+    victim = _victim(folder)
+    os.symlink(victim, gc.pidfile)
+    control._share_pidfile(gc)
+    assert os.stat(victim).st_mode & 0o777 == 0o600
+    assert "is a symbolic link; refusing to follow it" in capsys.readouterr().err
 
 
 def test_forced_steps_fit_what_the_init_scripts_allow_for():
