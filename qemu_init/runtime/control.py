@@ -218,6 +218,19 @@ def status(gc: GuestControl) -> Tuple[int, str]:
 
 # -- start -------------------------------------------------------------------------------------
 
+def _qmp_answers(gc: GuestControl) -> bool:
+    """Whether some QEMU is alive behind the control socket (a stale socket refuses at once)."""
+    if not gc.qmp or not os.path.exists(gc.qmp):
+        return False
+    from .qmp import QMP
+    try:
+        with QMP(gc.qmp, 1.0) as q:
+            q.connect()
+        return True
+    except QMPError:
+        return False
+
+
 def _check_sources(gc: GuestControl) -> None:
     import hashlib
     for path, digest in gc.sources:
@@ -401,6 +414,12 @@ def start(gc: GuestControl) -> int:
             # refused before PRECMD runs; _open_log's O_NOFOLLOW still guards against a race
             raise GuestError(f"{gc.log}: is a symbolic link; refusing to follow it")
         if kind != proc.ABSENT or (gc.qmp and os.path.exists(gc.qmp)):
+            if _qmp_answers(gc):
+                # The pid file is gone or wrong, but a QEMU serves this guest's control socket:
+                # cleaning up would cut a live guest off its socket and taps, and a second QEMU
+                # would fight it for its disks.
+                raise GuestError(f"a QEMU answers on {gc.qmp}, but {gc.pidfile} does not name it;"
+                                 " not starting a second one (stop it with `monitor … quit`, or kill it)")
             _cleanup(gc)  # stale pid file and socket of a dead guest
         _check_sources(gc)
         if gc.precmd or gc.postcmd:

@@ -381,3 +381,12 @@ def test_guest_stopped_while_booting_powers_down_thanks_to_resends(test_guest, s
     # Powered itself off: clean. (Its QI-BOOTED line may be missing: the guest watches the
     # button before it prints that line, and a resend can land in between.)
     guestkit.wait_for_line(guest.serial, "QI-POWEROFF", timeout=1)
+
+
+def test_start_with_a_live_qemu_but_no_pid_file_refuses_and_touches_nothing(guest):
+    pid = started(guest)
+    os.unlink(guest.pidfile)  # lost, e.g. an admin's rm in the run folder
+    result = guest.start()
+    assert result.returncode == 1
+    assert f"a QEMU answers on {guest.qmp}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert guest.qemus() == [pid] and os.path.exists(guest.qmp)  # the live guest keeps its socket
