@@ -130,7 +130,7 @@ def unregister(name: str = typer.Argument(..., autocompletion=complete_guest)) -
     """Forget a guest (its files stay). Refused while it runs."""
     inventory = inv()
     entry = inventory.registry.get(name)
-    if _is_running(entry.name):
+    if inv().running(entry.name):
         raise QemuInitError(f"{entry.name}: is running; stop it first (qemu-init stop {entry.name})")
     inventory.registry.remove(entry.name)
     typer.echo(f"unregistered {entry.name}")
@@ -261,22 +261,12 @@ def _progress(name: str):
     return lambda step: typer.echo(f"{name}: {step}", err=True)
 
 
-def _is_running(name: str) -> bool:
-    """From the pid file and /proc alone (paths derive from the name), so a guest whose files
-    went bad since it started still counts as running."""
-    from .runtime import proc
-    try:
-        return proc.probe(inv().paths.pidfile(name), name)[0] == proc.GUEST
-    except OSError:
-        return True  # cannot tell: assume the worst
-
-
 def _state(name: str) -> str:
     try:
         with _guest(name) as (gc, control):
             return control.status(gc)[1].split(": ", 1)[-1]
     except QemuInitError:
-        return "running, configuration invalid" if _is_running(name) else "configuration invalid"
+        return "running, configuration invalid" if inv().running(name) else "configuration invalid"
 
 
 @app.command()

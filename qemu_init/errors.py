@@ -10,7 +10,7 @@ from collections import namedtuple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: the helper imports this module
 if TYPE_CHECKING:
-    from typing import List, Optional, Sequence
+    from typing import List, Sequence
 
 ERROR = "error"
 WARNING = "warning"

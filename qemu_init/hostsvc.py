@@ -36,14 +36,6 @@ def _valid_guests(inventory: Inventory) -> Tuple[Dict[str, Tuple[Entry, Guest]],
     return guests, broken
 
 
-def _fallback_control(inventory: Inventory, entry: Entry):
-    """Enough to stop a guest whose files went bad since it started: paths derive from its name."""
-    from .runtime.control import GuestControl
-    paths, name = inventory.paths, entry.name
-    return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
-                        log=paths.log(name), stopdelay=max(40, inventory.host.minstopdelay))
-
-
 def start_order(autostart: List[str], guests: Dict[str, Tuple[Entry, Guest]]) -> List[str]:
     """Autostart order with each guest's DEPENDS pulled in before it (depth first)."""
     order: List[str] = []
@@ -82,15 +74,14 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
             say(f"{guest.name}: not started, it depends on {', '.join(missing)}, which failed")
             failed[key] = guest.name
             continue
-        gc = inventory.control(entry, guest)
-        if control.status(gc)[0] == 0:
+        if inventory.running(guest.name):
             say(f"{guest.name}: already running")
             continue
         if guest.bootdelay:
             say(f"{guest.name}: waiting {guest.bootdelay} s (BOOTDELAY)")
             sleep(guest.bootdelay)
         try:
-            control.start(gc)
+            control.start(inventory.control(entry, guest))
             say(f"{guest.name}: started")
         except Exception as exc:  # one guest's trouble never keeps the others from starting
             say(f"{guest.name}: failed to start: {exc}")
@@ -103,22 +94,16 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
 
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest, in parallel, dependents first."""
-    from .runtime import control, proc
+    from .runtime import control
 
     guests, broken = _valid_guests(inventory)
     # Guests whose files went bad are stopped all the same: a host shutdown must not lose them.
     controls = {k: (g.name, inventory.control(e, g), g.depends) for k, (e, g) in guests.items()}
-    controls.update({e.name.lower(): (e.name, _fallback_control(inventory, e), ())
+    controls.update({e.name.lower(): (e.name, inventory.bare_control(e.name), ())
                      for e in inventory.entries() if e.name.lower() in broken})
-    def runs(gc) -> bool:
-        # Identity is all this needs (pid file and /proc), not a QMP round trip per guest; a
-        # guest we cannot look at is tried all the same (its stop will say what is wrong).
-        try:
-            return proc.probe(gc.pidfile, gc.name)[0] == proc.GUEST
-        except OSError:
-            return True
-
-    running = {k: v for k, v in controls.items() if runs(v[1])}
+    # Identity is all this needs (pid file and /proc), not a QMP round trip per guest; a guest
+    # we cannot look at is tried all the same (its stop will say what is wrong).
+    running = {k: v for k, v in controls.items() if inventory.running(v[0])}
     if not running:
         say("no guest is running")
         return 0
@@ -201,7 +186,6 @@ def status(inventory: Inventory) -> List[List[str]]:
         if code == 0 and "paused" in detail:
             state = "paused"
         pid = proc.probe(gc.pidfile, gc.name)[1] if code == 0 else None
-        plan = inventory.plan(entry, guest)
-        rows.append([guest.name, state, str(pid or "-"), plan.vnc if code == 0 else "-",
-                     plan.monitor if code == 0 else "-", autostart, guest.desc])
+        rows.append([guest.name, state, str(pid or "-"), gc.vnc if code == 0 else "-",
+                     gc.monitor if code == 0 else "-", autostart, guest.desc])
     return rows

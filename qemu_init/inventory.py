@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 from . import checks, facts
 from .cmdline import Plan, plan
-from .config import RC_SUFFIX, load_guest, load_host
+from .config import CFG_SUFFIX, RC_SUFFIX, load_guest, load_host
 from .errors import ERROR, ConfigError, Problem, RegistryError
 from .model import Guest
 from .paths import Paths
@@ -85,6 +85,25 @@ class Inventory:
                             rcfile=guest.rcfile.path, sources=tuple((s.path, s.sha256) for s in guest.sources),
                             argv=p.argv, daemon=guest.daemon, vnc=p.vnc, monitor=p.monitor)
 
+    def bare_control(self, name: str):
+        """Enough to see and stop a guest without reading its files (they may have gone bad
+        since it started): every path derives from its name, STOPDELAY is the default's."""
+        from .keys import RC_KEYS
+        from .runtime.control import GuestControl
+        paths = self.paths
+        stopdelay = max(int(RC_KEYS["STOPDELAY"].default or 0), self.host.minstopdelay)
+        return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
+                            log=paths.log(name), stopdelay=stopdelay)
+
+    def running(self, name: str) -> bool:
+        """Whether guest ``name`` runs, from its pid file and /proc alone (no QMP, no config);
+        when that cannot be told (permissions), assume it does: the worst case for callers."""
+        from .runtime import proc
+        try:
+            return proc.probe(self.paths.pidfile(name), name)[0] == proc.GUEST
+        except OSError:
+            return True
+
     def check(self, targets: Sequence[str] = (), init: Optional[str] = None) -> List[Problem]:
         """Every problem of the targets (names or paths; default: all registered guests)."""
         registered = self.load_all()
@@ -130,7 +149,7 @@ class Inventory:
         everyone = list({l.rcfile: l.guest for l in registered + selected if l.guest}.values())
         mine = {l.rcfile for l in selected}
         problems += [p for p in checks.cross_guest(everyone, numbers, self.host, numbers)
-                     if p.path in mine or (p.path.endswith(".cfg") and p.path[:-len("-qemu.cfg")] + RC_SUFFIX in mine)]
+                     if p.path in mine or (p.path.endswith(CFG_SUFFIX) and p.path[:-len(CFG_SUFFIX)] + RC_SUFFIX in mine)]
         if init:
             problems += checks.shutdown_budget(everyone, self.host, init)
         return list(dict.fromkeys(problems))  # a problem seen twice is said once

@@ -134,11 +134,12 @@ class Registry:
             entry = self.find(name)
             if entry is None:
                 raise RegistryError(f"{name}: not a registered guest")
-            names = [n for n in self.autostart() if n.lower() != name.lower()]
             current = self.autostart()
-            if on:
-                # Keep the guest's place if it was already listed; else append.
-                names = current if any(n.lower() == name.lower() for n in current) else names + [entry.name]
+            listed = any(n.lower() == name.lower() for n in current)
+            if on:  # keep the guest's place if it was already listed; else append
+                names = current if listed else current + [entry.name]
+            else:
+                names = [n for n in current if n.lower() != name.lower()]
             self._write_autostart(names)
 
     def _next_number(self) -> int:
