@@ -46,16 +46,22 @@ class Inventory:
         self.registry = Registry(paths)
         self.host, self.host_problems = load_host(paths.host_conf)
         self._facts: Dict[str, facts.Facts] = {}
+        self._loaded: Dict[Entry, Loaded] = {}
 
     def entries(self) -> List[Entry]:
         return self.registry.entries()
 
     def load_entry(self, entry: Entry) -> Loaded:
-        guest, problems = load_guest(entry.rcfile, self.host)
-        if guest is not None and guest.name != entry.name:
-            problems.append(Problem(entry.rcfile, guest.lines.get("NAME"), "NAME",
-                                    f"registered as {entry.name!r}; unregister and register again"))
-        return Loaded(entry.rcfile, entry, guest, problems)
+        """The guest's files, read once per Inventory (one command): `check` and the rendering
+        or the host service after it see the same guest without parsing it again."""
+        if entry not in self._loaded:
+            guest, problems = load_guest(entry.rcfile, self.host)
+            if guest is not None and guest.name != entry.name:
+                problems.append(Problem(entry.rcfile, guest.lines.get("NAME"), "NAME",
+                                        f"registered as {entry.name!r}; unregister and register again"))
+            self._loaded[entry] = Loaded(entry.rcfile, entry, guest, problems)
+        loaded = self._loaded[entry]
+        return Loaded(loaded.rcfile, entry, loaded.guest, list(loaded.problems))  # callers may add
 
     def load_all(self) -> List[Loaded]:
         return [self.load_entry(e) for e in self.entries()]
