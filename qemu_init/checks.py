@@ -132,13 +132,18 @@ def on_host(guest: Guest) -> List[Problem]:
         warn("TGTARCH", f"{guest.tgtarch} is not installed on this host")
     if guest.kvm and not os.path.exists("/dev/kvm"):
         warn("KVM", "/dev/kvm does not exist on this host")
-    if not guest.runas:
-        warn("RUNAS", "empty: QEMU keeps running as root")
+    if guest.runas == "root":
+        warn("RUNAS", "root: QEMU keeps every privilege, and a guest that breaks out of it owns the host")
     else:
         try:
             pwd.getpwnam(guest.runas)
         except KeyError:
             warn("RUNAS", f"user {guest.runas!r} does not exist on this host")
+    if guest.monitor in ("inet", "inet6"):
+        warn("MONITOR", f"{guest.monitor}: every local user can connect and run commands as {guest.runas}"
+             " (use unix, the default, and `qemu-init monitor`)")
+    if not guest.daemon and "DAEMON" in guest.lines:
+        warn("DAEMON", "no effect: the helper always starts QEMU detached (its sandbox forbids -daemonize)")
     warned = set()
     for nic in guest.nics:  # each missing bridge once, where it is first named
         if nic.bridge not in warned and not os.path.isdir(f"/sys/class/net/{nic.bridge}/bridge"):

@@ -222,7 +222,7 @@ def generate(names: List[str] = typer.Argument(None, metavar="[NAME]...", autoco
              output: Optional[str] = typer.Option(None, "--output", metavar="DIR",
                                                   help="Write into DIR (one subfolder per init system with"
                                                        " --init all) instead of where install puts them.")) -> None:
-    """Render init scripts: the guests', their bridges' services and tap scripts, the host service."""
+    """Render init scripts: the guests', their bridges' services, the host service."""
     from . import install as installer
     for path in installer.generate(inv(), init, output, names or ()):
         typer.echo(path)

@@ -1,4 +1,4 @@
-"""The QEMU command line of a guest: a pure function of the model and a few host facts.
+"""The QEMU command line of a guest: a pure function of the model, the host settings and paths.
 
 ``plan`` also returns everything else the runtime needs to know about one guest (status file
 paths, monitor and VNC addresses, tap names), so the scripts, the CLI and ``show`` agree.
@@ -12,16 +12,7 @@ from typing import List, Optional, Tuple
 
 from .model import Guest, Host, Nic
 from .paths import Paths
-
-RUN_WITH_SINCE = (9, 1)  # QEMU 9.1 added -run-with user= and deprecated -runas
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the command line depends on beyond the configuration."""
-
-    qemu_version: Optional[Tuple[int, int]] = None
-
+from .runtime.launch import HMP_FD, QMP_FD, SANDBOX
 
 @dataclass(frozen=True)
 class Plan:
@@ -32,7 +23,9 @@ class Plan:
     qmp: str
     lock: str
     log: str
-    taps: Tuple[str, ...]
+    runas: str  # the user QEMU runs as ("root" only where the rc-file says so)
+    hmp: str  # the human monitor's unix socket, made by the helper; "" if it has none
+    taps: Tuple[Tuple[str, str], ...]  # (tap, bridge), made by the helper
     monitor: str  # for humans: "tcp 127.0.0.1:30320", "unix …", "off"
     monitor_port: Optional[int]
     vnc: str  # for humans: "127.0.0.1:5 (port 5905)" or "off"
@@ -60,27 +53,32 @@ def vnc_display(guest: Guest, host: Host, number: int) -> Optional[Tuple[str, in
     return guest.display
 
 
-def _monitor(guest: Guest, host: Host, number: int, paths: Paths) -> Tuple[Optional[str], str, Optional[int]]:
-    """(QEMU -monitor value, human text, TCP port)."""
+def _chardev(ident: str, fd: int, mode: str) -> List[str]:
+    """A monitor on a socket the helper made and passes as descriptor ``fd``."""
+    return ["-chardev", f"socket,id={ident},fd={fd},server=on,wait=off", "-mon", f"chardev={ident},mode={mode}"]
+
+
+def _monitor(guest: Guest, host: Host, number: int, paths: Paths) -> Tuple[List[str], str, str, Optional[int]]:
+    """(QEMU options, human text, unix socket, TCP port) of the human monitor."""
     port = monitor_port(host, number)
     if guest.monitor == "off":
-        return "none", "off", None
+        return ["-monitor", "none"], "off", "", None
     if guest.monitor == "unix":
         sock = paths.monitor_socket(guest.name)
-        return f"unix:{sock},server=on,wait=off", f"unix {sock}", None
+        return _chardev("hmp", HMP_FD, "readline"), f"unix {sock}", sock, None
     address = {"inet": "127.0.0.1", "inet6": "[::1]"}.get(guest.monitor, "localhost")
-    return f"tcp:{address}:{port},server=on,wait=off", f"tcp {address}:{port}", port
+    return ["-monitor", f"tcp:{address}:{port},server=on,wait=off"], f"tcp {address}:{port}", "", port
 
 
-def plan(guest: Guest, number: int, host: Host, paths: Paths, facts: Facts) -> Plan:
+def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
+    """QEMU's command line as the helper runs it (runtime/launch.py): no -daemonize, -pidfile,
+    -runas or tap scripts, which the seccomp sandbox forbids; the helper does those itself."""
     name = guest.name
-    pidfile, qmp = paths.pidfile(name), paths.qmp(name)
-    argv: List[str] = [guest.tgtarch, "-name", f"{name},process=qemu-{name.lower()}"]
-    if guest.daemon:
-        argv.append("-daemonize")
-    argv += ["-pidfile", pidfile, "-qmp", f"unix:{qmp},server=on,wait=off"]
-    monitor, monitor_text, port = _monitor(guest, host, number, paths)
-    argv += ["-monitor", monitor]
+    qmp = paths.qmp(name)
+    argv: List[str] = [guest.tgtarch, "-name", f"{name},process=qemu-{name.lower()}",
+                       "-sandbox", SANDBOX, *_chardev("qmp", QMP_FD, "control")]
+    monitor, monitor_text, hmp, port = _monitor(guest, host, number, paths)
+    argv += monitor
     display = vnc_display(guest, host, number)
     if display:
         argv += ["-vnc", f"{display[0]}:{display[1]}"]
@@ -88,11 +86,6 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, facts: Facts) -> P
     else:
         argv += ["-display", "none"]
         vnc_text = "off"
-    if guest.runas:
-        if facts.qemu_version and facts.qemu_version >= RUN_WITH_SINCE:
-            argv += ["-run-with", f"user={qemu_escape(guest.runas)}"]
-        else:
-            argv += ["-runas", guest.runas]
     if guest.kvm:
         argv += ["-accel", "kvm"]
     for option, value in (("-cpu", guest.cpu), ("-machine", guest.machine), ("-m", guest.ram),
@@ -102,10 +95,11 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, facts: Facts) -> P
     taps = []
     for nic in guest.nics:
         tap = tap_name(number, nic)
-        taps.append(tap)
-        netdev = (f"tap,id=net{nic.index},ifname={tap},script={qemu_escape(paths.ifup(nic.bridge))},"
-                  f"downscript={qemu_escape(paths.ifdown(nic.bridge))}")
-        argv += ["-netdev", netdev, "-device", f"{nic.model},netdev=net{nic.index},mac={nic.mac}"]
+        taps.append((tap, nic.bridge))
+        argv += ["-netdev", f"tap,id=net{nic.index},ifname={tap},script=no,downscript=no",
+                 "-device", f"{nic.model},netdev=net{nic.index},mac={nic.mac}"]
+    if not guest.nics:
+        argv += ["-nic", "none"]  # else QEMU adds a user-mode NIC of its own (outbound NAT)
     for drive in guest.drives:
         escaped = qemu_escape(drive.file)
         if drive.kind == "disk":
@@ -113,9 +107,10 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, facts: Facts) -> P
         else:
             argv += ["-drive", f"file={escaped},media=cdrom,readonly=on"]
     argv += guest.raw
-    return Plan(name=name, number=number, argv=tuple(argv), pidfile=pidfile, qmp=qmp,
-                lock=paths.lock(name), log=paths.log(name), taps=tuple(taps), monitor=monitor_text,
-                monitor_port=port, vnc=vnc_text, vnc_display=display, stopdelay=guest.stopdelay)
+    return Plan(name=name, number=number, argv=tuple(argv), pidfile=paths.pidfile(name), qmp=qmp,
+                lock=paths.lock(name), log=paths.log(name), runas=guest.runas, hmp=hmp, taps=tuple(taps),
+                monitor=monitor_text, monitor_port=port, vnc=vnc_text, vnc_display=display,
+                stopdelay=guest.stopdelay)
 
 
 def image_format_by_name(path: str) -> str:

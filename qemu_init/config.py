@@ -21,7 +21,7 @@ RC_SUFFIX = "-qemud.rc"
 CFG_SUFFIX = "-qemu.cfg"
 
 # Options qemu-init itself owns (SPEC §3): a cfg-file that sets them would fight the helper.
-OWNED_OPTIONS = {"-name", "-daemonize", "-pidfile", "-monitor", "-qmp", "-runas", "-run-with"}
+OWNED_OPTIONS = {"-name", "-daemonize", "-pidfile", "-monitor", "-qmp", "-runas", "-run-with", "-sandbox"}
 
 # Keys where "0" is a meaningful value rather than "not set".
 _ZERO_MEANS_ZERO = {"BOOTDELAY", "STOPDELAY", "DAEMON", "KVM", "DISPLAY", "MONITOR"}
@@ -158,10 +158,10 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
         name=name,
         desc=value("DESC", ""),
         tgtarch=value("TGTARCH"),
-        runas=value("RUNAS", "") if "RUNAS" in found else host.sysusr,
+        runas=value("RUNAS", "") or host.sysusr,  # root only where written out
         daemon=value("DAEMON", False),
         kvm=kvm,
-        monitor=value("MONITOR", ""),
+        monitor=value("MONITOR", "unix"),
         bootdelay=value("BOOTDELAY", 0),
         stopdelay=max(stopdelay, host.minstopdelay),
         precmd=value("PRECMD", ""),

@@ -185,7 +185,7 @@ def status(inventory: Inventory) -> List[List[str]]:
         detail = line.split(": ", 1)[-1]
         if code == 0 and "paused" in detail:
             state = "paused"
-        pid = proc.probe(gc.pidfile, gc.name)[1] if code == 0 else None
+        pid = proc.probe(gc.pidfile, gc.name, gc.uids)[1] if code == 0 else None
         rows.append([guest.name, state, str(pid or "-"), gc.vnc if code == 0 else "-",
                      gc.monitor if code == 0 else "-", autostart, guest.desc])
     return rows

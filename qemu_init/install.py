@@ -53,7 +53,7 @@ def _write_all(files: Sequence[Tuple[str, str, int]]) -> List[str]:
 def generate(inventory: Inventory, init: Optional[str] = None, output_dir: Optional[str] = None,
              names: Sequence[str] = (), *, helper: Optional[Sequence[str]] = None) -> List[str]:
     """Render the scripts of ``names`` (default: every registered guest, and then the host
-    service too) with their bridges' services and tap scripts.
+    service too) with their bridges' services.
 
     Into ``output_dir`` (one subfolder per init system with ``init="all"``), else where
     ``install`` puts them. Returns the paths written.
@@ -75,7 +75,7 @@ def generate(inventory: Inventory, init: Optional[str] = None, output_dir: Optio
 
 def install(inventory: Inventory, init: Optional[str] = None, destdir: Optional[str] = None, *,
             helper: Optional[Sequence[str]] = None) -> List[str]:
-    """Install every registered guest's service, the bridges' services and tap scripts and the
+    """Install every registered guest's service, the bridges' services and the
     host service where the init system looks for them, under ``destdir`` if given (packaging).
     Returns the paths written."""
     inits = _inits(init)

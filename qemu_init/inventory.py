@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from . import checks, facts
+from . import checks
 from .cmdline import Plan, plan
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest, load_host
 from .errors import ERROR, ConfigError, Problem, RegistryError
@@ -45,7 +45,6 @@ class Inventory:
         self.paths = paths
         self.registry = Registry(paths)
         self.host, self.host_problems = load_host(paths.host_conf)
-        self._facts: Dict[str, facts.Facts] = {}
         self._loaded: Dict[Entry, Loaded] = {}
 
     def entries(self) -> List[Entry]:
@@ -74,39 +73,38 @@ class Inventory:
             raise ConfigError(errors or [Problem(loaded.rcfile, None, None, "cannot be loaded")])
         return loaded.entry, loaded.guest  # type: ignore[return-value]
 
-    def facts(self, guest: Guest) -> facts.Facts:
-        if guest.name not in self._facts:
-            self._facts.update(facts.probe([guest], self.paths))
-        return self._facts[guest.name]
-
     def plan(self, entry: Entry, guest: Guest) -> Plan:
-        return plan(guest, entry.number, self.host, self.paths, self.facts(guest))
+        return plan(guest, entry.number, self.host, self.paths)
 
     def control(self, entry: Entry, guest: Guest):
         """What the runtime needs to start, stop and query this guest: the same as its script."""
         from .runtime.control import GuestControl
         p = self.plan(entry, guest)
         return GuestControl(name=guest.name, pidfile=p.pidfile, qmp=p.qmp, lock=p.lock, log=p.log,
-                            stopdelay=p.stopdelay, taps=p.taps, precmd=guest.precmd, postcmd=guest.postcmd,
-                            rcfile=guest.rcfile.path, sources=tuple((s.path, s.sha256) for s in guest.sources),
-                            argv=p.argv, daemon=guest.daemon, vnc=p.vnc, monitor=p.monitor)
+                            stopdelay=p.stopdelay, runas=p.runas, hmp=p.hmp, taps=p.taps,
+                            precmd=guest.precmd, postcmd=guest.postcmd, rcfile=guest.rcfile.path,
+                            sources=tuple((s.path, s.sha256) for s in guest.sources),
+                            argv=p.argv, vnc=p.vnc, monitor=p.monitor)
 
     def bare_control(self, name: str):
         """Enough to see and stop a guest without reading its files (they may have gone bad
-        since it started): every path derives from its name, STOPDELAY is the default's."""
+        since it started): every path derives from its name, STOPDELAY is the default's, and it
+        is taken to run as the host's system user (or root)."""
         from .keys import RC_KEYS
         from .runtime.control import GuestControl
         paths = self.paths
         stopdelay = max(int(RC_KEYS["STOPDELAY"].default or 0), self.host.minstopdelay)
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
-                            log=paths.log(name), stopdelay=stopdelay)
+                            log=paths.log(name), stopdelay=stopdelay, runas=self.host.sysusr,
+                            hmp=paths.monitor_socket(name))
 
     def running(self, name: str) -> bool:
         """Whether guest ``name`` runs, from its pid file and /proc alone (no QMP, no config);
         when that cannot be told (permissions), assume it does: the worst case for callers."""
         from .runtime import proc
+        gc = self.bare_control(name)
         try:
-            return proc.probe(self.paths.pidfile(name), name)[0] == proc.GUEST
+            return proc.probe(gc.pidfile, name, gc.uids)[0] == proc.GUEST
         except OSError:
             return True
 
@@ -148,7 +146,7 @@ class Inventory:
                 numbers[guest.name.lower()] = next_number
                 owners[guest.name.lower()] = loaded.rcfile
                 next_number += 1
-            guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths, self.facts(guest))
+            guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths)
             problems += checks.plan_limits(guest, guest_plan, self.paths)
             problems += checks.on_host(guest)
 

@@ -39,14 +39,15 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("TGTARCH", values.tgtarch, None, "The QEMU system emulator that runs the guest.", "required",
         default_help="none, must be set (new rc-files say qemu-system-x86_64)",
         example="qemu-system-x86_64"),
-    Key("RUNAS", values.user, None, "User QEMU drops its privileges to.",
-        default_help="the host's SYSUSR; empty: QEMU keeps running as root", example="qemud",
-        qemu="-runas / -run-with user="),
-    Key("DAEMON", values.boolean, "yes", "Run QEMU as a daemon.", "recommended", qemu="-daemonize"),
+    Key("RUNAS", values.user, None, "User QEMU runs as (the helper drops to it before QEMU starts);"
+        " running as root needs RUNAS=root written out.",
+        default_help="the host's SYSUSR (also when empty)", example="qemud"),
+    Key("DAEMON", values.boolean, "yes", "Run QEMU detached, in the background. It always is: the"
+        " helper detaches it (QEMU's sandbox forbids -daemonize); kept for old rc-files.", "recommended"),
     Key("KVM", values.boolean, "yes", "Hardware acceleration with KVM.", "recommended", qemu="-accel kvm"),
-    Key("MONITOR", values.monitor, "", "Where the human monitor listens: inet (127.0.0.1), inet6 (::1),"
-        " unix (a socket in the run folder) or off; empty: a local TCP port the system resolves"
-        " (localhost).", qemu="-monitor"),
+    Key("MONITOR", values.monitor, "unix", "Where the human monitor listens: unix (a root-only socket in"
+        " the run folder), inet (127.0.0.1) or inet6 (::1), a TCP port every local user can reach, or off.",
+        qemu="-monitor"),
     Key("BOOTDELAY", values.seconds, "0", "Seconds to wait before this guest starts at host boot."),
     Key("STOPDELAY", values.seconds, "40", "Seconds to wait for a clean shutdown before forcing the guest"
         " off; raised to the host's MINSTOPDELAY."),

@@ -107,11 +107,6 @@ class Paths:
         return os.path.join(self.logdir, f"{name.lower()}.log")
 
     # Tap scripts QEMU runs, one pair per bridge.
-    def ifup(self, bridge: str) -> str:
-        return os.path.join(self.etcdir, f"qemu-ifup-{bridge}")
-
-    def ifdown(self, bridge: str) -> str:
-        return os.path.join(self.etcdir, f"qemu-ifdown-{bridge}")
 
 
 def host_paths(root: Optional[str] = None) -> Paths:

@@ -338,21 +338,6 @@ def bridge_files(site: Site, bridge: str, init: str) -> List[Rendered]:
     return [Rendered(service, render(f"{init}/bridge.j2", **context), SCRIPT_MODE, SERVICE_FOLDER[init])]
 
 
-def tap_files(site: Site, bridge: str, init: str) -> List[Rendered]:
-    """The scripts QEMU runs when a guest's tap on ``bridge`` comes and goes (ETCDIR)."""
-    flavour = "freebsd" if init == "bsd" else "linux"
-    service = bridge_service(init, bridge)
-    files = []
-    for kind, path, when in (("ifup", site.paths.ifup(bridge), "comes up"),
-                             ("ifdown", site.paths.ifdown(bridge), "goes away")):
-        name = os.path.basename(path)
-        context = _common(site, init, f"{name}: QEMU runs this when a guest's tap on bridge {bridge} {when}",
-                          _host_sources(site))
-        context.update(bridge=bridge, service=unit_file(service) if init == "systemd" else service)
-        files.append(Rendered(name, render(f"tap/{kind}-{flavour}.j2", **context), SCRIPT_MODE, "etcdir"))
-    return files
-
-
 def qemud_files(site: Site, init: str) -> List[Rendered]:
     """The host service: autostart guests at boot, stop every guest at shutdown."""
     needs = [bridge_service(init, b) for b in site.bridges]
@@ -384,15 +369,15 @@ def qemud_files(site: Site, init: str) -> List[Rendered]:
 
 
 def render_site(site: Site, init: str, qemud: bool = True) -> List[Rendered]:
-    """Every file for ``init``: each guest's service, each bridge's service and tap scripts,
-    and (unless ``qemud`` is False) the host service."""
+    """Every file for ``init``: each guest's service, each bridge's service and (unless
+    ``qemud`` is False) the host service. No tap scripts: the helper makes the taps itself."""
     if init not in INIT_SYSTEMS:
         raise RenderError(f"unknown init system {init!r} (use {', '.join(INIT_SYSTEMS)})")
     files: List[Rendered] = []
     for info in site.guests:
         files += guest_files(site, info, init)
     for bridge in site.bridges:
-        files += bridge_files(site, bridge, init) + tap_files(site, bridge, init)
+        files += bridge_files(site, bridge, init)
     if qemud:
         files += qemud_files(site, init)
     return files

@@ -26,7 +26,7 @@ _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off", ""}
 
-MONITOR_KINDS = {"": "", "0": "off", "inet": "inet", "ipv4": "inet", "inet6": "inet6", "ipv6": "inet6", "unix": "unix", "off": "off"}
+MONITOR_KINDS = {"": "unix", "0": "off", "inet": "inet", "ipv4": "inet", "inet6": "inet6", "ipv6": "inet6", "unix": "unix", "off": "off"}
 
 
 def _matching(pattern: "re.Pattern[str]", message: str) -> Callable[[str], str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import sys
 import time
 from collections import namedtuple
@@ -44,13 +43,14 @@ _GUEST_CONTROL = {  # field: default; the name comes first and has none
     "lock": "",
     "log": "",
     "stopdelay": 40.0,
-    "taps": (),
+    "runas": "",     # the user QEMU runs as; a pid is the guest only if it runs as this user or root
+    "hmp": "",       # the human monitor's unix socket, if it has one
+    "taps": (),      # (tap, bridge): bridge empty where only deleting the tap matters
     "precmd": "",
     "postcmd": "",
     "rcfile": "",    # its ownership gates PRECMD/POSTCMD
     "sources": (),   # (path, sha256) the script was generated from
     "argv": (),
-    "daemon": None,  # None: whether argv has -daemonize
     "vnc": "",
     "monitor": "",
 }
@@ -64,13 +64,21 @@ class GuestControl(namedtuple("GuestControl", ["name", *_GUEST_CONTROL],
 
     def __new__(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
         gc = super().__new__(cls, *args, **kwargs)
-        return gc._replace(taps=tuple(gc.taps), sources=tuple(gc.sources), argv=tuple(gc.argv),
-                           daemon=daemonizes(gc.argv) if gc.daemon is None else gc.daemon)
+        return gc._replace(taps=tuple(_tap_pair(t) for t in gc.taps), sources=tuple(gc.sources),
+                           argv=tuple(gc.argv))
+
+    @property
+    def uids(self) -> Tuple[int, ...]:
+        """Who the guest's QEMU may run as: its user, or root (who can do anything anyway)."""
+        uid = proc.uid_of(self.runas) if self.runas else None
+        return (0,) if uid is None else tuple({0, uid})
 
 
-def daemonizes(argv: Sequence[str]) -> bool:
-    """Whether this QEMU command line forks into the background by itself."""
-    return "-daemonize" in argv or "--daemonize" in argv
+def _tap_pair(tap) -> Tuple[str, str]:  # type: ignore[no-untyped-def]
+    if isinstance(tap, str):
+        name, _, bridge = tap.partition("=")
+        return name, bridge
+    return tuple(tap)  # type: ignore[return-value]
 
 
 # -- small pieces ----------------------------------------------------------------------------
@@ -132,23 +140,16 @@ def _unlink(path: str) -> bool:
 
 
 def _delete_taps(gc: GuestControl) -> None:
-    """Taps left behind by a QEMU that could not run its downscript (SIGKILL)."""
-    left = [tap for tap in gc.taps if "/" not in tap and os.path.exists(f"/sys/class/net/{tap}")]
-    if not left:
+    """The guest's taps: made by the start, left when QEMU ended (they outlive it by design)."""
+    if not gc.taps:
         return
-    import subprocess  # only now: most stops leave no tap behind, and this import costs ~4 ms
-    for tap in left:
-        try:
-            subprocess.run(["ip", "link", "delete", tap], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        except OSError as e:
-            _warn(gc, f"cannot delete tap {tap}: ip: {e.strerror}")
-        else:
-            log(gc, f"deleted tap {tap}")
+    from .launch import delete_taps
+    for tap in delete_taps([tap for tap, _ in gc.taps]):
+        log(gc, f"deleted tap {tap}")
 
 
 def _cleanup(gc: GuestControl) -> None:
-    removed = [p for p in (gc.pidfile, gc.qmp) if p and _unlink(p)]
+    removed = [p for p in (gc.pidfile, gc.qmp, gc.hmp) if p and _unlink(p)]
     if removed:
         log(gc, "removed " + ", ".join(removed))
     _delete_taps(gc)
@@ -181,10 +182,12 @@ def _locked(gc: GuestControl, wait: float) -> Iterator[None]:
 
 
 def _probe(gc: GuestControl) -> Tuple[str, Optional[int]]:
+    """What the pid file says; GuestError (LSB 4) when that cannot be told: then nothing may be
+    started, cleaned up or signalled."""
     try:
-        return proc.probe(gc.pidfile, gc.name)
+        return proc.probe(gc.pidfile, gc.name, gc.uids)
     except OSError as e:
-        raise GuestError(f"{e.filename or gc.pidfile}: {e.strerror}", 4)
+        raise GuestError(f"cannot tell whether it runs: {e.filename or gc.pidfile}: {e.strerror}", 4)
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -192,7 +195,7 @@ def _probe(gc: GuestControl) -> Tuple[str, Optional[int]]:
 def status(gc: GuestControl) -> Tuple[int, str]:
     """(LSB status code, one human line)."""
     try:
-        kind, pid = proc.probe(gc.pidfile, gc.name)
+        kind, pid = proc.probe(gc.pidfile, gc.name, gc.uids)
     except OSError as e:
         return 4, f"{gc.name}: unknown ({e.filename or gc.pidfile}: {e.strerror})"
     if kind == proc.ABSENT:
@@ -272,23 +275,17 @@ def _hook(command: str) -> int:
 
 def _error_lines(gc: GuestControl, text: str, limit: int = 2) -> str:
     """QEMU's own error lines ("qemu-system-x86_64: -drive …: Could not open …"), without the
-    chatter around them (missing optional UI modules, warnings).
-
-    A failed tap script is the exception: QEMU only says "network script X failed with status
-    256", while the script said why on a line of its own ("X: bridge br0 does not exist; start
-    the service qemu-bridge-br0 first"). That line is the one the admin needs, so it is shown."""
+    chatter around them (missing optional UI modules, warnings)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     prefix = os.path.basename(gc.argv[0]) + ": "
     errors = [line for line in lines if line.startswith(prefix) and ": warning: " not in line]
-    scripts = [line.partition("network script ")[2].rpartition(" failed")[0] for line in errors]
-    said = [line for line in lines if any(s and line.startswith(s + ": ") for s in scripts)]
-    return "; ".join((said or errors or lines)[:limit]) or "no message"
+    return "; ".join((errors or lines)[:limit]) or "no message"
 
 
 def _qemu_output(gc: GuestControl) -> Tuple[BinaryIO, int]:
     """Where QEMU's stdout and stderr go, and the offset its messages will start at: the guest
-    log, appended to (not a pipe: a daemonized QEMU started with -D keeps stderr open, and a pipe
-    nobody drains would block it); without a log, an anonymous file."""
+    log, appended to (not a pipe: QEMU keeps writing there while it runs, and a pipe nobody
+    drains would block it); without a log, an anonymous file."""
     if gc.log:
         try:
             fd = _open_log(gc, os.O_RDWR)
@@ -306,104 +303,72 @@ def _messages(out: BinaryIO, offset: int) -> str:
     return out.read(65536).decode(errors="replace")
 
 
-def _wait(child: subprocess.Popen, timeout: float) -> Optional[int]:
-    """The child's exit code as soon as it exits; None if it still runs after ``timeout``.
+def _vnc_taken(gc: GuestControl, text: str) -> Optional[str]:
+    """The start error when QEMU could not listen on its VNC display: another program holds the
+    port (a local user can take it first); QEMU's own words say only "Address already in use"."""
+    if "VNC" not in text or "in use" not in text:
+        return None
+    argv = list(gc.argv)
+    display = argv[argv.index("-vnc") + 1].partition(",")[0] if "-vnc" in argv[:-1] else ""
+    where, _, number = display.rpartition(":")
+    port = f" (port {5900 + int(number)})" if number.isdigit() else ""
+    return f"VNC display {display}{port} is taken by another program; not started"
 
-    Popen.wait(timeout) polls, sleeping 1, 2, 4, … ms (doubling up to 50) between looks: a QEMU
-    that daemonized after 34 ms was noticed at ~63 ms, on every start. A pidfd turns readable
-    the moment the child exits; without pidfds (Linux < 5.3), Popen's own wait."""
-    import subprocess
+
+def _write_pidfile(gc: GuestControl, pid: int) -> None:
+    """The pid file, root's and 0644 (status works for every user), written whole: a temporary
+    file beside it renamed over it, so no planted link or FIFO is ever opened."""
+    tmp = f"{gc.pidfile}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        fd = os.pidfd_open(child.pid)
-    except (AttributeError, OSError):
-        try:
-            return child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
-    try:
-        if not select.select([fd], [], [], timeout)[0]:
-            return None
+        os.fchmod(fd, 0o644)
+        os.write(fd, f"{pid}\n".encode())
     finally:
         os.close(fd)
-    return child.wait()
+    os.replace(tmp, gc.pidfile)
 
 
-def _launch_daemon(gc: GuestControl) -> None:
-    """QEMU -daemonize: the parent returns once the guest is set up, or fails with a message."""
-    import subprocess
-    out, offset = _qemu_output(gc)
-    with out:
-        try:
-            qemu = subprocess.Popen(gc.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, umask=0o077)
-        except OSError as e:
-            raise GuestError(f"{gc.argv[0]}: {e.strerror}")
-        code = _wait(qemu, LAUNCH_TIMEOUT)
-        if code is None:
-            qemu.kill()
-            qemu.wait()
-            raise GuestError(f"QEMU did not finish starting within {LAUNCH_TIMEOUT:g} s")
-        text = _messages(out, offset)
-    if code != 0:
-        raise GuestError(f"QEMU failed (exit {code}): {_error_lines(gc, text)}")
-    warnings = [line.strip() for line in text.splitlines() if "warning:" in line]
-    if warnings:  # e.g. deprecated options: worth the admin's eye; other chatter only logged
-        _warn(gc, "; ".join(warnings[:2]))
-
-
-def _launch_foreground(gc: GuestControl) -> None:
-    """QEMU without -daemonize: detach it ourselves (own session, stdio to the log) and wait
-    until it answers on QMP (or, without QMP, has written its pid file)."""
-    import subprocess
-    from .qmp import QMP
-    out, offset = _qemu_output(gc)
-    with out:
-        try:
-            qemu = subprocess.Popen(gc.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    start_new_session=True, umask=0o077)
-        except OSError as e:
-            raise GuestError(f"{gc.argv[0]}: {e.strerror}")
-        deadline = time.monotonic() + LAUNCH_TIMEOUT
-        while qemu.poll() is None:
-            if time.monotonic() > deadline:
-                raise GuestError(f"QEMU did not finish starting within {LAUNCH_TIMEOUT:g} s")
+def _launch(gc: GuestControl) -> int:
+    """Start QEMU as launch.py describes; returns its pid once it answers on QMP."""
+    from . import launch
+    identity = launch.Identity(gc.runas or "root")
+    sockets = {launch.QMP_FD: launch.listen_unix(gc.qmp)}
+    try:
+        if gc.hmp:
+            sockets[launch.HMP_FD] = launch.listen_unix(gc.hmp)
+        launch.create_taps([(tap, bridge) for tap, bridge in gc.taps if bridge], identity)
+        out, offset = _qemu_output(gc)
+        with out:
             try:
-                if proc.read_pidfile(gc.pidfile) == qemu.pid:
-                    if gc.qmp:
-                        with QMP(gc.qmp, 1.0) as q:
-                            q.connect()  # the greeting comes once QEMU's main loop runs
-                    return
-            except (ValueError, QMPError):
-                pass
-            time.sleep(0.1)
-        text = _messages(out, offset)
-    raise GuestError(f"QEMU failed (exit {qemu.returncode}): {_error_lines(gc, text)}")
-
-
-def _share_pidfile(gc: GuestControl) -> None:
-    """QEMU makes its pid file 0600; 0644 lets unprivileged users run status. Through an fd
-    opened with O_NOFOLLOW (O_NONBLOCK: a planted FIFO must not hang the start), never
-    chmod(path): a symlink planted there must not make root change another file's mode."""
-    import stat
-    try:
-        fd = os.open(gc.pidfile, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        _warn(gc, _nofollow_error(gc.pidfile, e) + " (its mode is left as it is)")
-        return
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            os.fchmod(fd, 0o644)
-    except OSError:
-        pass  # status then needs root; the guest runs all the same
-    finally:
-        os.close(fd)
+                qemu = launch.spawn(gc.argv, sockets, identity, out)
+            finally:
+                for sock in sockets.values():
+                    sock.close()  # QEMU holds them now; ours would keep a dead guest's open
+            _write_pidfile(gc, qemu.pid)
+            try:
+                code = launch.wait_ready(qemu, gc.qmp, LAUNCH_TIMEOUT)
+            except GuestError:
+                qemu.kill()
+                qemu.wait()
+                raise
+            if code is None:
+                qemu.returncode = 0  # it runs on, detached: no "still running" warning from Popen
+                return qemu.pid
+            text = _messages(out, offset)
+    except BaseException:
+        for sock in sockets.values():
+            sock.close()
+        _cleanup(gc)
+        raise
+    _cleanup(gc)
+    reason = _vnc_taken(gc, text) or f"QEMU failed (exit {code}): {_error_lines(gc, text)}"
+    raise GuestError(reason)
 
 
 def start(gc: GuestControl) -> int:
     """Start the guest unless it runs; returns 0 or raises GuestError."""
     if not gc.argv:
         raise GuestError("no QEMU command line given")
-    if gc.daemon != daemonizes(gc.argv):  # waiting the wrong way would hang or misfire
-        raise GuestError(f"daemon={gc.daemon} contradicts the QEMU command line")
     _makedirs(gc.pidfile, gc.qmp, gc.lock, gc.log)
     with _locked(gc, gc.stopdelay + LOCK_SLACK):
         kind, pid = _probe(gc)
@@ -413,14 +378,13 @@ def start(gc: GuestControl) -> int:
         if gc.log and os.path.islink(gc.log):
             # refused before PRECMD runs; _open_log's O_NOFOLLOW still guards against a race
             raise GuestError(f"{gc.log}: is a symbolic link; refusing to follow it")
-        if kind != proc.ABSENT or (gc.qmp and os.path.exists(gc.qmp)):
-            if _qmp_answers(gc):
-                # The pid file is gone or wrong, but a QEMU serves this guest's control socket:
-                # cleaning up would cut a live guest off its socket and taps, and a second QEMU
-                # would fight it for its disks.
-                raise GuestError(f"a QEMU answers on {gc.qmp}, but {gc.pidfile} does not name it;"
-                                 " not starting a second one (stop it with `monitor … quit`, or kill it)")
-            _cleanup(gc)  # stale pid file and socket of a dead guest
+        if _qmp_answers(gc):
+            # The pid file is gone or wrong, but a QEMU serves this guest's control socket:
+            # cleaning up would cut a live guest off its socket and taps, and a second QEMU
+            # would fight it for its disks.
+            raise GuestError(f"a QEMU answers on {gc.qmp}, but {gc.pidfile} does not name it;"
+                             " not starting a second one (stop it with `monitor … quit`, or kill it)")
+        _cleanup(gc)  # what a guest that ended left: pid file, sockets, taps
         _check_sources(gc)
         if gc.precmd or gc.postcmd:
             _check_rcfile(gc)  # before PRECMD: refuse either hook before anything happened
@@ -430,18 +394,10 @@ def start(gc: GuestControl) -> int:
                 log(gc, f"PRECMD failed (exit {code}); not started", error=True)
                 raise GuestError(f"PRECMD failed (exit {code}); not started")
         try:
-            (_launch_daemon if gc.daemon else _launch_foreground)(gc)
+            pid = _launch(gc)
         except GuestError as e:
             log(gc, f"start failed: {e}", error=True)
-            if _probe(gc)[0] != proc.GUEST:
-                _cleanup(gc)  # a QEMU that failed late can leave its socket behind
             raise
-        kind, pid = _probe(gc)
-        if kind != proc.GUEST:
-            message = f"QEMU started, but pid file {gc.pidfile} does not name a QEMU called {gc.name}"
-            log(gc, message, error=True)
-            raise GuestError(message)
-        _share_pidfile(gc)
         log(gc, f"started (pid {pid})")
         if gc.postcmd:
             # the guest runs: a failing POSTCMD is reported, but does not make the start fail
@@ -470,7 +426,7 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             _cleanup(gc)
             return 0
         try:
-            process = proc.GuestProcess(pid, gc.name)  # type: ignore[arg-type]
+            process = proc.GuestProcess(pid, gc.name, gc.uids)  # type: ignore[arg-type]
         except ProcessLookupError:  # it ended in between
             _cleanup(gc)
             return 0

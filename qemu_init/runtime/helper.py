@@ -1,11 +1,12 @@
 """``qemu-init-helper``: the lean command the generated init scripts call.
 
-    qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L [--stopdelay N] [--rcfile F]
-        [--source PATH=SHA256]... [--precmd CMD] [--postcmd CMD] [--tap IF]... [--vnc TEXT]
-        [--monitor TEXT] -- QEMU_ARGV...
-    qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --stopdelay N [--timeout S]
-        [--force] [--tap IF]... [--quiet]
-    qemu-init-helper status NAME --pidfile P --qmp S [--vnc TEXT] [--monitor TEXT]   (exit: LSB)
+    qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
+        [--stopdelay N] [--rcfile F] [--source PATH=SHA256]... [--precmd CMD] [--postcmd CMD]
+        [--tap IF=BRIDGE]... [--vnc TEXT] [--monitor TEXT] -- QEMU_ARGV...
+    qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
+        --stopdelay N [--timeout S] [--force] [--tap IF]... [--quiet]
+    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--vnc TEXT] [--monitor TEXT]
+        (exit: LSB)
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
 
 Everything arrives on the command line: the helper never reads guest configuration, so what the
@@ -25,11 +26,12 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cont
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence
 
-_METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L"}
+_METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L", "runas": "U"}
 _ACTIONS = {  # name: (help, the paths it requires)
-    "start": ("start the guest unless it runs", ("pidfile", "qmp", "lock", "log")),
-    "stop": ("stop the guest: power button, then quit, SIGTERM, SIGKILL", ("pidfile", "qmp", "lock", "log")),
-    "status": ("one line of status; the exit code is LSB's", ("pidfile", "qmp")),
+    "start": ("start the guest unless it runs", ("pidfile", "qmp", "lock", "log", "runas")),
+    "stop": ("stop the guest: power button, then quit, SIGTERM, SIGKILL",
+             ("pidfile", "qmp", "lock", "log", "runas")),
+    "status": ("one line of status; the exit code is LSB's", ("pidfile", "qmp", "runas")),
     "monitor": ("a human monitor command, or a session without one", ("qmp",)),
 }
 
@@ -72,8 +74,9 @@ def _options(action: str, p) -> None:  # type: ignore[no-untyped-def]
     if action == "monitor":
         p.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
     if action in ("start", "stop"):
-        p.add_argument("--tap", action="append", default=[], metavar="IF",
-                       help="tap interface to delete after the guest stopped")
+        p.add_argument("--tap", action="append", default=[], metavar="IF=BRIDGE",
+                       help="tap to make on BRIDGE for QEMU (start), to delete once it is gone")
+        p.add_argument("--hmp", default="", metavar="M", help="the human monitor's unix socket")
     if action in ("start", "status"):
         p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
         p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
@@ -137,7 +140,7 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
     gc = control.GuestControl(
         name=args.name, pidfile=args.pidfile, qmp=args.qmp,
         lock=getattr(args, "lock", ""), log=getattr(args, "log", ""),
-        stopdelay=getattr(args, "stopdelay", 40.0),
+        stopdelay=getattr(args, "stopdelay", 40.0), runas=args.runas, hmp=getattr(args, "hmp", ""),
         taps=tuple(getattr(args, "tap", ())), precmd=getattr(args, "precmd", ""),
         postcmd=getattr(args, "postcmd", ""), rcfile=getattr(args, "rcfile", ""),
         sources=tuple(getattr(args, "source", ())), argv=tuple(rest),

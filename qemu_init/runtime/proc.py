@@ -1,8 +1,12 @@
 """Pid files and process identity: nothing is ever signalled unless proven to be this guest.
 
-A pid file can outlive its QEMU (SIGKILL, host crash, ``-runas`` QEMU unable to unlink it) and
-its pid can be reused by anything. So a pid counts as guest NAME only if ``/proc/<pid>/cmdline``
-is a QEMU (argv[0] basename starts with ``qemu``) whose ``-name`` is NAME.
+A pid file can outlive its QEMU (SIGKILL, host crash, a guest that powered itself off) and its
+pid can be reused by anything, also by another user's process made to look like the guest. So a
+pid counts as guest NAME only if ``/proc/<pid>/cmdline`` is a QEMU (argv[0] basename starts with
+``qemu``) whose ``-name`` is NAME, and it runs as the guest's user or root (every uid in
+``/proc/<pid>/status``): nobody else can make such a process. The pid file itself is root's.
+Without a ``/proc`` to ask, nothing can be told: OSError, which callers report as LSB 4
+("unknown") and act on by touching nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
-    from typing import List, Optional, Tuple
+    from typing import List, Optional, Sequence, Tuple
 
 # What a pid file tells about guest NAME (see probe()).
 ABSENT = "absent"    # no pid file
@@ -37,6 +41,8 @@ def read_pidfile(path: str) -> Optional[int]:
 
 
 def _read_proc(pid: int, entry: str) -> Optional[bytes]:
+    if not os.path.isdir("/proc/self"):
+        raise FileNotFoundError(2, "no /proc to tell running processes by", "/proc")
     try:
         with open(f"/proc/{pid}/{entry}", "rb") as f:
             return f.read()
@@ -95,15 +101,38 @@ def guest_name(argv: List[str]) -> Optional[str]:
     return name
 
 
-def is_guest(pid: int, name: str) -> bool:
-    """True only if ``pid`` runs and is QEMU for guest ``name``."""
+def uid_of(user: str) -> Optional[int]:
+    """The uid of ``user``; None when there is no such user."""
+    import pwd
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def uids(pid: int) -> Optional[List[int]]:
+    """The real, effective, saved and file-system uid of ``pid``; None if it does not exist."""
+    raw = _read_proc(pid, "status")
+    if raw is None:
+        return None
+    for line in raw.splitlines():
+        if line.startswith(b"Uid:"):
+            return [int(u) for u in line.split()[1:]]
+    return None
+
+
+def is_guest(pid: int, name: str, users: Sequence[int]) -> bool:
+    """True only if ``pid`` runs, is QEMU for guest ``name`` and runs as one of ``users``."""
     if not running(pid):
         return False
     argv = cmdline(pid)
-    return argv is not None and guest_name(argv) == name
+    if argv is None or guest_name(argv) != name:
+        return False
+    ids = uids(pid)
+    return bool(ids) and all(uid in users for uid in ids)  # type: ignore[union-attr]
 
 
-def probe(pidfile: str, name: str) -> Tuple[str, Optional[int]]:
+def probe(pidfile: str, name: str, users: Sequence[int]) -> Tuple[str, Optional[int]]:
     """(ABSENT|BADFILE|DEAD|FOREIGN|GUEST, pid). Permission problems raise PermissionError."""
     try:
         pid = read_pidfile(pidfile)
@@ -113,7 +142,7 @@ def probe(pidfile: str, name: str) -> Tuple[str, Optional[int]]:
         return ABSENT, None
     if not running(pid):
         return DEAD, pid
-    return (GUEST if is_guest(pid, name) else FOREIGN), pid
+    return (GUEST if is_guest(pid, name, users) else FOREIGN), pid
 
 
 class GuestProcess:
@@ -124,15 +153,16 @@ class GuestProcess:
     Without pidfds, identity is checked again right before every signal.
     """
 
-    def __init__(self, pid: int, name: str):
+    def __init__(self, pid: int, name: str, users: Sequence[int]):
         self.pid = pid
         self.name = name
+        self.users = users
         self._fd: Optional[int] = None
         try:
             self._fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
         except (AttributeError, OSError):
             pass
-        if not is_guest(pid, name):
+        if not is_guest(pid, name, users):
             self.close()
             raise ProcessLookupError(f"pid {pid} is not guest {name}")
 
@@ -145,7 +175,7 @@ class GuestProcess:
         if self._fd is not None:
             # a pidfd turns readable when the process has exited (zombie included)
             return not select.select([self._fd], [], [], 0)[0]
-        return is_guest(self.pid, self.name)
+        return is_guest(self.pid, self.name, self.users)
 
     def sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or less: with a pidfd, return as soon as the process exits."""
@@ -160,7 +190,7 @@ class GuestProcess:
         try:
             if self._fd is not None:
                 signal.pidfd_send_signal(self._fd, sig)  # type: ignore[attr-defined]
-            elif is_guest(self.pid, self.name):
+            elif is_guest(self.pid, self.name, self.users):
                 os.kill(self.pid, sig)
             else:
                 return False

@@ -22,7 +22,7 @@ import pytest
 
 import guestkit
 from guestkit import qemu_processes, wait_gone
-from qemu_init.runtime import proc
+from qemu_init.runtime import launch, proc
 
 QEMU = shutil.which(guestkit.QEMU)
 # subreaper (tests/conftest.py): the daemonized QEMUs become our children and are reaped soon.
@@ -46,9 +46,10 @@ class Guest:
     """One test guest (the stubborn one unless ``boot`` says otherwise) and the helper command
     lines its init script would run."""
 
-    def __init__(self, folder: str, boot: tuple = ()):
+    def __init__(self, folder: str, boot: tuple = (), runas: str = guestkit.GUEST_USER):
         self.dir = folder
         self.boot = boot  # QEMU options that boot something; none: the stubborn BIOS guest
+        self.runas = runas
         self.serial = ""  # its console, if it has one
         self.name = "e2e" + secrets.token_hex(3) + "x"  # letters and digits, not ending in 0
         self.pidfile = f"{folder}/run/{self.name}.pid"
@@ -56,28 +57,30 @@ class Guest:
         self.lock = f"{folder}/lock/{self.name}.lock"
         self.log = f"{folder}/log/{self.name}.log"
 
-    def argv(self, daemon: bool = True, extra: tuple = ()) -> List[str]:
-        machine = self.boot or ("-accel", "tcg", "-display", "none", "-nodefaults", "-name", self.name,
+    def argv(self, extra: tuple = ()) -> List[str]:
+        """As qemu-init's command line has it: sandboxed, QMP on the descriptor the helper passes."""
+        machine = self.boot or ("-accel", "tcg", "-display", "none", "-nic", "none", "-name", self.name,
                                 "-m", "64")
-        return [QEMU, *machine, *(["-daemonize"] if daemon else []), "-pidfile", self.pidfile,
-                "-qmp", f"unix:{self.qmp},server=on,wait=off", *extra]
+        return [QEMU, *machine, "-sandbox", launch.SANDBOX, "-chardev",
+                f"socket,id=qmp,fd={launch.QMP_FD},server=on,wait=off", "-mon", "chardev=qmp,mode=control", *extra]
 
-    def start_args(self, *options: str, daemon: bool = True, extra: tuple = ()) -> List[str]:
+    def start_args(self, *options: str, extra: tuple = ()) -> List[str]:
         return ["start", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, "--lock", self.lock,
-                "--log", self.log, *options, "--", *self.argv(daemon, extra)]
+                "--log", self.log, "--runas", self.runas, *options, "--", *self.argv(extra)]
 
     def stop_args(self, *options: str, stopdelay: int = 40) -> List[str]:
         return ["stop", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, "--lock", self.lock,
-                "--log", self.log, "--stopdelay", str(stopdelay), *options]
+                "--log", self.log, "--runas", self.runas, "--stopdelay", str(stopdelay), *options]
 
-    def start(self, *options: str, daemon: bool = True, extra: tuple = ()):
-        return helper(*self.start_args(*options, daemon=daemon, extra=extra))
+    def start(self, *options: str, extra: tuple = ()):
+        return helper(*self.start_args(*options, extra=extra))
 
     def stop(self, *options: str, stopdelay: int = 40):
         return helper(*self.stop_args(*options, stopdelay=stopdelay))
 
     def status(self, *options: str):
-        return helper("status", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, *options)
+        return helper("status", self.name, "--pidfile", self.pidfile, "--qmp", self.qmp, "--runas", self.runas,
+                      *options)
 
     def pid(self) -> int:
         with open(self.pidfile) as f:
@@ -257,11 +260,10 @@ def test_changed_source_is_a_warning_not_a_failure(guest):
     assert f"{rc}: changed since the script was generated; regenerate" in result.stderr
 
 
-# -- QEMU's own failures, and QEMU without -daemonize ------------------------------------------
+# -- QEMU's own failures; how QEMU runs ----------------------------------------------------------
 
-@pytest.mark.parametrize("daemon", [True, False], ids=["daemonize", "foreground"])
-def test_qemu_error_is_reported_in_one_line_and_logged(guest, daemon):
-    result = guest.start(daemon=daemon, extra=("-no-such-option",))
+def test_qemu_error_is_reported_in_one_line_and_logged(guest):
+    result = guest.start(extra=("-no-such-option",))
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr
     assert "-no-such-option: invalid option" in result.stderr
@@ -269,12 +271,19 @@ def test_qemu_error_is_reported_in_one_line_and_logged(guest, daemon):
     assert guest.qemus() == [] and not os.path.exists(guest.pidfile)
 
 
-def test_foreground_qemu_is_detached_by_the_helper(guest):
+def test_qemu_is_detached_by_the_helper_and_sandboxed(guest):
+    """No -daemonize (the sandbox forbids it): the helper gives QEMU a session of its own, its
+    log as output and only the descriptors it names; QEMU runs as its user under seccomp."""
     began = time.monotonic()
-    pid = started(guest, daemon=False)
+    pid = started(guest)
     assert time.monotonic() - began < 30
     assert os.getsid(pid) == pid  # its own session: no controlling terminal, survives the script
     assert os.readlink(f"/proc/{pid}/fd/2") == guest.log
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))[:4] == [0, 1, 2, launch.QMP_FD]
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    assert fields["Seccomp"].strip() == "2"
+    assert fields["Uid"].split() == [str(pwd.getpwnam(guest.runas).pw_uid)] * 4
     assert guest.status().returncode == 0
     result = guest.stop("--force")
     assert result.returncode == 0, result.stderr
@@ -329,7 +338,8 @@ def system_user():
 @needs_root
 @pytest.mark.skipif(shutil.which("useradd") is None, reason="no useradd")
 def test_runas_drops_privileges_and_stop_still_cleans_up(system_user, guest):
-    pid = started(guest, extra=("-runas", system_user.pw_name))
+    guest.runas = system_user.pw_name
+    pid = started(guest)
     with open(f"/proc/{pid}/status") as f:
         uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
     assert uids == [str(system_user.pw_uid)] * 4  # real, effective, saved, filesystem
@@ -346,7 +356,7 @@ def test_runas_drops_privileges_and_stop_still_cleans_up(system_user, guest):
 def _booting(test_guest, sandbox) -> Guest:
     import guestkit  # tests/conftest.py puts it on the path
     guest = Guest(str(sandbox))
-    guest.serial = f"{sandbox}/serial"
+    guest.serial = str(guestkit.console_file(f"{sandbox}/serial"))
     guest.boot = tuple(guestkit.qemu_guest_args(guest.name, guest.serial, guest=test_guest))
     return guest
 

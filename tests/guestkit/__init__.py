@@ -56,10 +56,15 @@ __all__ = [
     "reap_qemu",
     "run",
     "short_tempdir",
+    "GUEST_USER",
+    "console_file",
     "Netns",
 ]
 
 QEMU = "qemu-system-x86_64"
+# The user the guests' QEMUs run as by default (SYSUSR's default; .ci/install-deps creates it, as
+# an administrator does once): files such a QEMU writes (its console) must be that user's.
+GUEST_USER = "qemud"
 BUILD_SCRIPT = Path(__file__).with_name("build-guest.sh")
 DEFAULT_CACHE = "/var/cache/qemu-init-tests"
 
@@ -224,9 +229,21 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     return True
 
 
+def _output_names(entry: Path) -> bytes:
+    """Where a process's stdout and stderr go: a QEMU the helper started writes to its guest's
+    log, and its command line may name no file of the test at all (sockets come as descriptors)."""
+    names = []
+    for fd in ("1", "2"):
+        try:
+            names.append(os.fsencode(os.readlink(entry / "fd" / fd)))
+        except OSError:
+            pass
+    return b" ".join(names)
+
+
 def processes(marker: str, *, qemu_only: bool = False) -> List[int]:
-    """Pids of live processes (this one excepted) whose command line contains ``marker``;
-    with ``qemu_only``, QEMUs only."""
+    """Pids of live processes (this one excepted) whose command line contains ``marker``, or
+    whose output goes to a file whose path does; with ``qemu_only``, QEMUs only."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -237,7 +254,8 @@ def processes(marker: str, *, qemu_only: bool = False) -> List[int]:
             continue
         if qemu_only and not os.path.basename(argv[0]).startswith(b"qemu-system"):
             continue
-        if marker.encode() in b" ".join(argv) and process_alive(int(entry.name)):
+        named = marker.encode() in b" ".join(argv) or marker.encode() in _output_names(entry)
+        if named and process_alive(int(entry.name)):
             pids.append(int(entry.name))
     return sorted(pids)
 
@@ -338,7 +356,19 @@ def short_tempdir(prefix: str = "qi-") -> Path:
     Always under /tmp, whatever TMPDIR says: a unix socket path holds at most 107 bytes, and a
     sandbox root holds sockets a few directories deep.
     """
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)  # root's, writable by nobody else (trusted); QEMU running as GUEST_USER looks inside
+    return path
+
+
+def console_file(path: PathLike, user: str = GUEST_USER) -> Path:
+    """An empty file for a guest's serial console (``-serial file:PATH``), which QEMU opens as
+    ``user``, the user it runs as."""
+    import pwd
+    entry = pwd.getpwnam(user)
+    Path(path).write_bytes(b"")
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    return Path(path)
 
 
 class Netns:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-from . import TestGuest
+from . import TestGuest, console_file
 
 
 def qi(root: Union[str, Path], *args: str, check: Optional[int] = None, timeout: float = 120,
@@ -42,23 +42,21 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
                 kernel_args: str = "", serial: Optional[Path] = None) -> Path:
     """An rc-file (and cfg-file) for a quick test guest; returns the rc-file.
 
-    Software emulation, no VNC, monitor on a unix socket, no privilege drop, no network unless ``rc`` says BRIDGE=…,
+    Software emulation, no VNC, QEMU as the default user (SYSUSR), no network unless ``rc`` says BRIDGE=…,
     STOPDELAY 3 (lower MINSTOPDELAY with host_conf). With ``guest`` it boots the test kernel,
     which powers off on the power button, and its console goes to ``serial`` (default:
     FOLDER/NAME.serial); without it QEMU sits in its BIOS and ignores the button (stubborn).
     """
     folder.mkdir(parents=True, exist_ok=True)
-    # MONITOR=unix: no TCP port that another test (or suite) on this machine may hold.
-    defaults = {"KVM": "no", "RUNAS": "", "DISPLAY": "0", "BRIDGE": "none", "RAM": "256M", "STOPDELAY": "3",
-                "MONITOR": "unix"}
+    defaults = {"KVM": "no", "DISPLAY": "0", "BRIDGE": "none", "RAM": "256M", "STOPDELAY": "3"}
     given = {line.split("=", 1)[0] for line in rc.splitlines() if "=" in line}
     lines = [f"NAME={name}", "TGTARCH=qemu-system-x86_64"]
     lines += [f"{k}={v}" for k, v in defaults.items() if k not in given] + rc.splitlines()
     rcfile = folder / f"{name.lower()}-qemud.rc"
     rcfile.write_text("\n".join(lines) + "\n")
-    cfg_lines = ["-nodefaults"] if guest is None else []
+    cfg_lines = []
     if guest is not None:
-        serial = serial or folder / f"{name.lower()}.serial"
+        serial = console_file(serial or folder / f"{name.lower()}.serial")
         append = f"console=ttyS0 panic=-1 qi.name={name} {kernel_args}".strip()
         cfg_lines += [f"-kernel {shlex.quote(str(guest.kernel))}", f"-initrd {shlex.quote(str(guest.initrd))}",
                       f"-append {shlex.quote(append)}", f"-serial {shlex.quote('file:' + str(serial))}",
@@ -92,15 +90,14 @@ def qi_in(netns: str, root: Path, *args: str, check: Optional[int] = None,
 
 # The guest of Root.guest: it boots nothing, sits in the BIOS and ignores the power button, so
 # every stop runs the whole sequence, kept short by STOPDELAY=1 (Root lowers MINSTOPDELAY to 1).
-# No network, no VNC, no TCP monitor port: nothing that can clash with the host or other tests.
+# No network, no VNC, the monitor on its default unix socket: nothing that can clash with the host
+# or other tests. QEMU runs as the default user, sandboxed, as a user's guest does.
 STUBBORN = """\
 NAME={name}
 TGTARCH=qemu-system-x86_64
 KVM=no
 BRIDGE=none
 DISPLAY=0
-MONITOR=unix
-RUNAS=
 RAM=64M
 STOPDELAY=1
 {extra}"""
@@ -129,7 +126,8 @@ class Root:
         """Write and register guest ``name`` (STUBBORN with ``extra`` unless ``rc`` is given)."""
         rcfile = os.path.join(self.vms, f"{name.lower()}-qemud.rc")
         Path(rcfile).write_text(rc if rc is not None else STUBBORN.format(name=name, extra=extra))
-        Path(self.vms, f"{name.lower()}-qemu.cfg").write_text(cfg if cfg is not None else "-nodefaults\n")
+        if cfg is not None:
+            Path(self.vms, f"{name.lower()}-qemu.cfg").write_text(cfg)
         self.qi("register", rcfile)
         return rcfile
 

@@ -1,8 +1,8 @@
 """Golden files: each case under tests/golden/ pairs configuration with what qemu-init makes of it.
 
 A case folder holds the inputs (``<name>-qemud.rc``, optional ``<name>-qemu.cfg``, optional
-``qemu-init.conf``; header comments ``# TEST:`` say what it shows, ``# QEMU_VERSION:`` fixes the
-version-dependent options, ``# EXPECT_ERROR: KEY: message`` makes it a case that must fail the
+``qemu-init.conf``; header comments ``# TEST:`` say what it shows, ``# EXPECT_ERROR: KEY:
+message`` makes it a case that must fail the
 checks) and the expected outputs: ``<name>.argv`` (the QEMU command line, one argument per line)
 and ``<init>/<file>`` for every file generated for each init system.
 
@@ -25,7 +25,7 @@ from typing import Dict, List
 import pytest
 
 from qemu_init import render
-from qemu_init.cmdline import Facts, plan
+from qemu_init.cmdline import plan
 from qemu_init.config import load_guest, load_host
 from qemu_init.errors import ERROR
 from qemu_init.inventory import Inventory
@@ -37,11 +37,11 @@ ROOT = "/srv/qi-golden"
 HELPER = ("/usr/bin/qemu-init-helper",)
 COMMAND = ("/usr/bin/qemu-init", "--root", ROOT)
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
-HEADER = re.compile(r"#\s*(TEST|QEMU_VERSION|EXPECT_ERROR):\s?(.*)")
+HEADER = re.compile(r"#\s*(TEST|EXPECT_ERROR):\s?(.*)")
 
 
 def headers(case: Path) -> Dict[str, List[str]]:
-    found: Dict[str, List[str]] = {"TEST": [], "QEMU_VERSION": [], "EXPECT_ERROR": []}
+    found: Dict[str, List[str]] = {"TEST": [], "EXPECT_ERROR": []}
     for rc in sorted(case.glob("*-qemud.rc")):
         for line in rc.read_text().splitlines():
             match = HEADER.fullmatch(line.strip())
@@ -71,8 +71,6 @@ def golden_site(case: Path) -> render.Site:
     conf = case / "qemu-init.conf"
     host, host_problems = load_host(str(conf))
     assert not host_problems, host_problems
-    version = headers(case)["QEMU_VERSION"]
-    facts = Facts(tuple(int(n) for n in version[0].split(".")) if version else None)
     infos = []
     for number, rc in enumerate(sorted(case.glob("*-qemud.rc")), 1):
         guest, found = load_guest(str(rc), host)
@@ -85,7 +83,7 @@ def golden_site(case: Path) -> render.Site:
             guest, folder=stable(guest.folder + os.sep, case).rstrip("/"), rcfile=moved(guest.rcfile),
             cfgfile=moved(guest.cfgfile) if guest.cfgfile else None,
             drives=tuple(dataclasses.replace(d, file=stable(d.file, case)) for d in guest.drives))
-        infos.append(render.GuestInfo(number, guest, plan(guest, number, host, paths, facts)))
+        infos.append(render.GuestInfo(number, guest, plan(guest, number, host, paths)))
     host_source = render.file_source(str(conf))
     return render.Site(paths=paths, host=host, guests=tuple(infos), helper=HELPER, command=COMMAND,
                        host_source=Source(paths.host_conf, host_source.sha256) if host_source else None)

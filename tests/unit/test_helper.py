@@ -9,7 +9,8 @@ from qemu_init.runtime import control, helper
 
 
 def test_status_prints_one_line_and_exits_with_the_lsb_code(tmp_path, capsys):
-    assert helper.main(["status", "vm1", "--pidfile", str(tmp_path / "p"), "--qmp", str(tmp_path / "q")]) == 3
+    assert helper.main(["status", "vm1", "--pidfile", str(tmp_path / "p"), "--qmp", str(tmp_path / "q"),
+                        "--runas", "root"]) == 3
     assert capsys.readouterr().out == "vm1: not running\n"
 
 
@@ -17,16 +18,18 @@ def test_start_hands_everything_over(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(control, "start", lambda gc: seen.append(gc) or 0)
     rc = helper.main(["start", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L",
+                      "--runas", "qemud", "--hmp", "M",
                       "--stopdelay", "45", "--rcfile", "F", "--source", f"/a=b/c.rc={'AB' * 32}",
-                      "--precmd", "echo pre", "--postcmd", "echo post", "--tap", "qtap1", "--tap", "qtap2",
+                      "--precmd", "echo pre", "--postcmd", "echo post", "--tap", "qtap1=br0", "--tap", "qtap2=br1",
                       "--vnc", "127.0.0.1:5901", "--monitor", "tcp 127.0.0.1:30320",
-                      "--", "qemu-system-x86_64", "-name", "vm1", "-daemonize", "--", "-x"])
+                      "--", "qemu-system-x86_64", "-name", "vm1", "-m", "64", "--", "-x"])
     assert rc == 0
     gc = seen[0]
     assert (gc.name, gc.pidfile, gc.qmp, gc.lock, gc.log, gc.stopdelay) == ("vm1", "P", "S", "K", "L", 45.0)
+    assert (gc.runas, gc.hmp) == ("qemud", "M")
     assert gc.sources == (("/a=b/c.rc", "ab" * 32),)
-    assert gc.taps == ("qtap1", "qtap2") and gc.daemon is True
-    assert gc.argv == ("qemu-system-x86_64", "-name", "vm1", "-daemonize", "--", "-x")
+    assert gc.taps == (("qtap1", "br0"), ("qtap2", "br1"))
+    assert gc.argv == ("qemu-system-x86_64", "-name", "vm1", "-m", "64", "--", "-x")
     assert (gc.precmd, gc.postcmd, gc.rcfile) == ("echo pre", "echo post", "F")
 
 
@@ -40,7 +43,8 @@ def test_monitor_command_words_may_follow_the_options(monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [
-    ["stop", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L"],  # no --stopdelay
+    ["stop", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--runas", "root"],  # no --stopdelay
+    ["status", "vm1", "--pidfile", "P", "--qmp", "S"],  # no --runas: identity needs the user
     ["stop", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--stopdelay", "-1"],
     ["status", "vm1", "--pidfile", "P", "--qmp", "S", "extra"],
     ["start", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--source", "nohash"],
@@ -57,7 +61,8 @@ def test_guest_errors_are_one_line_with_their_code(monkeypatch, capsys):
         raise GuestError("still running 3 s after SIGKILL", 4)
 
     monkeypatch.setattr(control, "stop", fail)
-    rc = helper.main(["stop", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--stopdelay", "1"])
+    rc = helper.main(["stop", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--runas", "root",
+                      "--stopdelay", "1"])
     assert rc == 4
     assert capsys.readouterr().err == "qemu-init: vm1: still running 3 s after SIGKILL\n"
 
@@ -67,7 +72,7 @@ def test_bugs_are_one_line_unless_debug(monkeypatch, capsys):
         raise KeyError("oops")
 
     monkeypatch.setattr(control, "status", bug)
-    args = ["status", "vm1", "--pidfile", "P", "--qmp", "S"]
+    args = ["status", "vm1", "--pidfile", "P", "--qmp", "S", "--runas", "root"]
     assert helper.main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: KeyError" in err and "--debug" in err

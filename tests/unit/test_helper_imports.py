@@ -14,7 +14,7 @@ FORBIDDEN = ("jinja2", "typer", "click", "rich", "asyncio")
 PROBE = """
 import json, sys
 import qemu_init.runtime.helper, qemu_init.runtime.control, qemu_init.runtime.stop
-import qemu_init.runtime.qmp, qemu_init.runtime.proc
+import qemu_init.runtime.qmp, qemu_init.runtime.proc, qemu_init.runtime.launch
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -46,7 +46,7 @@ def test_status_of_a_stopped_guest_runs_without_the_qmp_client(tmp_path):
     code = (
         "import json, sys\n"
         "from qemu_init.runtime.helper import main\n"
-        f"rc = main(['status', 'vm1', '--pidfile', {str(tmp_path / 'p')!r}, '--qmp', {str(tmp_path / 'q')!r}])\n"
+        f"rc = main(['status', 'vm1', '--pidfile', {str(tmp_path / 'p')!r}, '--qmp', {str(tmp_path / 'q')!r}, '--runas', 'root'])\n"
         "print(json.dumps([rc, sorted(sys.modules)]))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)

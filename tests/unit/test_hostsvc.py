@@ -52,7 +52,7 @@ def test_stop_of_a_dependency_cycle_stops_them_all_instead_of_hanging(tmp_path, 
     from qemu_init.runtime import control, proc
     inventory = _host_with(tmp_path, a1="b1", b1="a1", c1="")
     stopped = []
-    monkeypatch.setattr(proc, "probe", lambda pidfile, name: (proc.GUEST, 1))
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
     monkeypatch.setattr(control, "stop", lambda gc, **kw: stopped.append(gc.name))
     lines = []
     assert hostsvc.stop(inventory, say=lines.append) == 0
@@ -71,7 +71,7 @@ def test_one_guest_raising_anything_does_not_keep_the_others_running(tmp_path, m
             raise PermissionError(13, "Permission denied")
         stopped.append(gc.name)
 
-    monkeypatch.setattr(proc, "probe", lambda pidfile, name: (proc.GUEST, 1))
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
     monkeypatch.setattr(control, "stop", stop)
     lines = []
     assert hostsvc.stop(inventory, say=lines.append) == 1

@@ -42,7 +42,6 @@ def test_install_puts_each_file_where_its_init_system_looks(inventory):
     paths = inventory.paths
     written = install.install(inventory, "sysv")
     expected = {f"{paths.initdir}/{n}" for n in ("qemu-db1", "qemu-web1", "qemu-bridge-br0", "qemu-bridge-br1", "qemud")}
-    expected |= {f"{paths.etcdir}/qemu-if{d}-{b}" for d in ("up", "down") for b in ("br0", "br1")}
     assert set(written) == expected
     assert all(mode(p) == 0o755 for p in written)
     if os.geteuid() == 0:
@@ -102,8 +101,7 @@ def test_generate_all_needs_an_output_folder(inventory, tmp_path):
     folders = {os.path.relpath(os.path.dirname(p), tmp_path / "out") for p in written}
     assert folders == {"sysv", "openrc", "bsd", "systemd"}
     # one guest asked for: its services and its bridge's, not the host service
-    assert sorted(os.listdir(tmp_path / "out/sysv")) == ["qemu-bridge-br1", "qemu-ifdown-br1", "qemu-ifup-br1",
-                                                         "qemu-web1"]
+    assert sorted(os.listdir(tmp_path / "out/sysv")) == ["qemu-bridge-br1", "qemu-web1"]
 
 
 @pytest.mark.parametrize("marks, expected", [

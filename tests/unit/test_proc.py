@@ -41,17 +41,53 @@ def test_pidfile_reading(tmp_path):
             proc.read_pidfile(str(path))
 
 
+ME = (os.getuid(),)
+
+
 def test_probe(tmp_path):
     path = str(tmp_path / "p")
-    assert proc.probe(path, "vm1") == (proc.ABSENT, None)
+    assert proc.probe(path, "vm1", ME) == (proc.ABSENT, None)
     with open(path, "w") as f:
         f.write(f"{os.getpid()}\n")
-    assert proc.probe(path, "vm1") == (proc.FOREIGN, os.getpid())  # pytest is no QEMU
+    assert proc.probe(path, "vm1", ME) == (proc.FOREIGN, os.getpid())  # pytest is no QEMU
 
 
 def test_guest_process_refuses_a_foreign_pid():
     with pytest.raises(ProcessLookupError):
-        proc.GuestProcess(os.getpid(), "vm1")
+        proc.GuestProcess(os.getpid(), "vm1", ME)
+
+
+def test_a_lookalike_of_another_user_is_not_the_guest(tmp_path):
+    """Its command line says it is guest vm1, but it runs as someone who is not the guest's user."""
+    child = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(30)", "-name", "vm1"],
+                             executable=sys.executable)
+    try:
+        deadline = time.monotonic() + 10
+        while not proc.is_guest(child.pid, "vm1", ME):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        other = (os.getuid() + 4242,)
+        assert not proc.is_guest(child.pid, "vm1", other)
+        path = str(tmp_path / "p")
+        with open(path, "w") as f:
+            f.write(f"{child.pid}\n")
+        assert proc.probe(path, "vm1", other) == (proc.FOREIGN, child.pid)
+        with pytest.raises(ProcessLookupError):
+            proc.GuestProcess(child.pid, "vm1", other)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_without_proc_nothing_can_be_told(tmp_path, monkeypatch):
+    """FreeBSD without procfs, a hidden /proc: 'unknown' (OSError), never 'dead'."""
+    path = str(tmp_path / "p")
+    with open(path, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    real = os.path.isdir
+    monkeypatch.setattr(proc.os.path, "isdir", lambda p: False if p == "/proc/self" else real(p))
+    with pytest.raises(OSError):
+        proc.probe(path, "vm1", ME)
 
 
 def test_guest_process_sleep_ends_when_the_process_exits():
@@ -60,10 +96,10 @@ def test_guest_process_sleep_ends_when_the_process_exits():
                              executable=sys.executable)
     try:
         deadline = time.monotonic() + 10
-        while not proc.is_guest(child.pid, "vm1"):  # Popen may return while the exec is under way
+        while not proc.is_guest(child.pid, "vm1", ME):  # Popen may return while the exec is under way
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        process = proc.GuestProcess(child.pid, "vm1")
+        process = proc.GuestProcess(child.pid, "vm1", ME)
         if process._fd is None:
             pytest.skip("no pidfds here: sleep is time.sleep")
         started = time.monotonic()

@@ -38,7 +38,7 @@ def test_undefined_values_are_errors_not_empty_text():
     env = render.environment()
     assert env.undefined is jinja2.StrictUndefined
     with pytest.raises(jinja2.UndefinedError):
-        env.get_template("tap/ifup-linux.j2").render(summary="x", sources=[], edit=[])
+        env.get_template("sysv/bridge.j2").render(summary="x", sources=[], edit=[])
 
 
 @pytest.mark.parametrize("value", NASTY)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -322,19 +323,28 @@ def test_control_status_codes(folder):
     assert code == 1 and "dead, but pid file" in line
 
 
-def test_launch_wait_ends_when_qemu_exits_and_gives_up_at_the_timeout():
-    quick = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.05); sys.exit(3)"])
-    started = time.monotonic()
-    assert control._wait(quick, 30) == 3 and quick.returncode == 3  # reaped
-    assert time.monotonic() - started < 5
-    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+def test_launch_wait_ends_when_qemu_exits_and_gives_up_at_the_timeout(folder):
+    """wait_ready: QEMU's exit code as soon as it exits; a GuestError once the start took too long."""
+    from qemu_init.runtime import launch
+    path = f"{folder}/g.qmp"
+    listening = launch.listen_unix(path)  # as the helper hands it over: nobody accepts yet
     try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        quick = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(0.05); sys.exit(3)"])
         started = time.monotonic()
-        assert control._wait(slow, 0.2) is None
-        assert 0.2 <= time.monotonic() - started < 2
+        assert launch.wait_ready(quick, path, 30) == 3 and quick.returncode == 3  # reaped
+        assert time.monotonic() - started < 5
+        slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            started = time.monotonic()
+            with pytest.raises(GuestError, match="did not finish starting within 0.2 s"):
+                launch.wait_ready(slow, path, 0.2)
+            assert 0.2 <= time.monotonic() - started < 2
+        finally:
+            slow.kill()
+            slow.wait()
     finally:
-        slow.kill()
-        slow.wait()
+        listening.close()
 
 
 def test_log_goes_to_the_file_and_to_syslog_where_there_is_one(folder, monkeypatch):
@@ -373,8 +383,7 @@ def test_log_is_never_written_through_a_symlink(folder, capsys):
     assert warnings == [f"qemu-init: fake1: warning: {gc.log}: is a symbolic link; refusing to follow it"]
     with pytest.raises(GuestError, match="is a symbolic link"):  # the log QEMU's output goes to
         control._qemu_output(gc)
-    gc = gc._replace(argv=("qemu-system-x86_64", "-daemonize"), daemon=True,
-                     precmd=f"touch {folder}/ran", rcfile=victim)
+    gc = gc._replace(argv=("qemu-system-x86_64",), precmd=f"touch {folder}/ran", rcfile=victim)
     with pytest.raises(GuestError, match=f"^{gc.log}: is a symbolic link; refusing to follow it$"):
         control.start(gc)  # refused before PRECMD and QEMU
     assert not os.path.exists(f"{folder}/ran")
@@ -382,19 +391,17 @@ def test_log_is_never_written_through_a_symlink(folder, capsys):
         assert f.read() == "precious\n"
 
 
-def test_pid_file_mode_is_set_through_the_file_never_a_symlink(folder, capsys):
+def test_pid_file_is_written_whole_and_never_through_a_symlink(folder):
     gc = _gc(folder)
-    with open(gc.pidfile, "w") as f:
-        f.write("1\n")
-    os.chmod(gc.pidfile, 0o600)
-    control._share_pidfile(gc)
-    assert os.stat(gc.pidfile).st_mode & 0o777 == 0o644
-    os.unlink(gc.pidfile)
     victim = _victim(folder)
     os.symlink(victim, gc.pidfile)
-    control._share_pidfile(gc)
-    assert os.stat(victim).st_mode & 0o777 == 0o600
-    assert "is a symbolic link; refusing to follow it" in capsys.readouterr().err
+    control._write_pidfile(gc, 4242)  # a new file renamed over the link: the victim is untouched
+    assert not os.path.islink(gc.pidfile) and os.stat(gc.pidfile).st_mode & 0o777 == 0o644
+    with open(gc.pidfile) as f:
+        assert f.read() == "4242\n"
+    with open(victim) as f:
+        assert f.read() == "precious\n"
+    assert not [n for n in os.listdir(os.path.dirname(gc.pidfile)) if n.endswith(".tmp")]
 
 
 def test_forced_steps_fit_what_the_init_scripts_allow_for():

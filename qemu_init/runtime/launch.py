@@ -1,0 +1,191 @@
+"""Launching QEMU the way libvirt does: everything root-only is made by root, QEMU gets file
+descriptors, drops to its user before it runs and stays inside its seccomp sandbox.
+
+QEMU's sandbox (``-sandbox on,…,spawn=deny,elevateprivileges=deny``) forbids fork/exec and
+setuid, so QEMU can neither ``-daemonize``, nor run tap scripts, nor ``-runas`` itself (each dies
+of SIGSYS or fails). The helper therefore, as root:
+
+- binds the QMP control socket and the human monitor socket (0600, root's, in RUNDIR) and hands
+  them to QEMU as inherited descriptors at fixed numbers (``-chardev socket,fd=3,…``): a local
+  user cannot connect, and QEMU itself needs no write access to RUNDIR;
+- creates each tap owned by the guest's user and attaches it to its bridge (``script=no``), and
+  deletes it once QEMU is gone;
+- starts QEMU in a session of its own, as RUNAS (groups, gid, uid), output to the guest's log,
+  writes the pid file (root's) itself and returns once QEMU answers on QMP.
+
+Linux only (``ip``, ``/sys/class/net``); the scripts' command line says the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+
+from ..errors import GuestError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Dict, Optional, Sequence, Tuple
+
+# The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them).
+QMP_FD = 3
+HMP_FD = 4
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+
+# -- who QEMU runs as --------------------------------------------------------------------------
+
+class Identity:
+    """The user QEMU runs as: its uid, gid and supplementary groups (root: no drop at all)."""
+
+    def __init__(self, user: str):
+        import pwd
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise GuestError(f"RUNAS user {user!r} does not exist on this host") from None
+        self.user = user
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+        self.groups = tuple(os.getgrouplist(user, entry.pw_gid)) if self.uid else ()
+
+    def popen_args(self) -> Dict[str, object]:
+        if self.uid == 0:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
+
+
+# -- sockets -----------------------------------------------------------------------------------
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def listen_unix(path: str) -> socket.socket:
+    """A listening unix socket at ``path``, mode 0600, owned by us (root): only root connects."""
+    _unlink(path)  # a stale socket of a dead QEMU (the caller made sure none answers)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise GuestError(f"{path}: cannot create the socket: {e.strerror}") from None
+    finally:
+        os.umask(old)
+    sock.listen(4)
+    return sock
+
+
+# -- taps --------------------------------------------------------------------------------------
+
+def _ip_batch(commands: Sequence[str]) -> str:
+    """Run ``ip -batch -``; returns what it said on failure, "" on success."""
+    import subprocess
+    try:
+        done = subprocess.run(["ip", "-batch", "-"], input="\n".join(commands) + "\n", text=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    except OSError as e:
+        return f"ip: {e.strerror}"
+    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["ip failed"])[-1]
+
+
+def tap_exists(tap: str) -> bool:
+    return "/" not in tap and os.path.exists(f"/sys/class/net/{tap}")
+
+
+def create_taps(taps: Sequence[Tuple[str, str]], identity: Identity) -> None:
+    """Each (tap, bridge): a tap owned by the guest's user, with its bridge's MTU (a smaller one
+    would lower the bridge's for every guest), attached and up. All or none."""
+    commands = []
+    for tap, bridge in taps:
+        if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
+            raise GuestError(f"bridge {bridge} does not exist; start the service qemu-bridge-{bridge} first")
+        with open(f"/sys/class/net/{bridge}/mtu") as f:
+            mtu = f.read().strip()
+        commands += [f"tuntap add dev {tap} mode tap user {identity.uid} group {identity.gid}",
+                     f"link set dev {tap} mtu {mtu} master {bridge} up"]
+    if not commands:
+        return
+    failed = _ip_batch(commands)
+    if failed:
+        delete_taps([tap for tap, _ in taps])
+        raise GuestError(f"cannot create taps {', '.join(t for t, _ in taps)}: {failed}")
+
+
+def delete_taps(taps: Sequence[str]) -> Sequence[str]:
+    """Delete those of ``taps`` that exist; returns the ones deleted."""
+    left = [tap for tap in taps if tap_exists(tap)]
+    if left:
+        _ip_batch([f"link delete dev {tap}" for tap in left])
+    return [tap for tap in left if not tap_exists(tap)]
+
+
+# -- QEMU itself -------------------------------------------------------------------------------
+
+def _high(fd: int) -> int:
+    """A close-on-exec duplicate of ``fd`` above the numbers QEMU's descriptors take."""
+    import fcntl
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+
+
+def spawn(argv: Sequence[str], fds: Dict[int, socket.socket], identity: Identity,
+          out: BinaryIO):  # type: ignore[no-untyped-def]
+    """Start QEMU: its own session, ``fds`` at their numbers (everything else closed), as
+    ``identity``, stdin from /dev/null, stdout and stderr to ``out``. Returns the Popen."""
+    import subprocess
+    sources = {number: _high(sock.fileno()) for number, sock in fds.items()}
+
+    def place() -> None:  # in the child, before exec: single-threaded there, dup2 only
+        for number, source in sources.items():
+            os.dup2(source, number)  # dup2 clears close-on-exec on the new descriptor
+
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True, umask=0o077, pass_fds=tuple(sources),
+                                preexec_fn=place if sources else None,  # noqa: PLW1509
+                                **identity.popen_args())  # type: ignore[call-overload]
+    except OSError as e:
+        raise GuestError(f"{argv[0]}: {e.strerror}") from None
+    finally:
+        for source in sources.values():
+            os.close(source)
+
+
+def wait_ready(qemu, qmp: str, timeout: float) -> Optional[int]:  # type: ignore[no-untyped-def]
+    """Wait until QEMU greets on its control socket (its main loop runs: the guest is set up);
+    returns None then, or QEMU's exit code if it ended first. GuestError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    try:
+        exited = os.pidfd_open(qemu.pid)
+    except (AttributeError, OSError):
+        exited = None
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(qmp)  # queued on the socket QEMU holds; QEMU accepts once it runs
+        watch = [conn] + ([exited] if exited is not None else [])
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GuestError(f"QEMU did not finish starting within {timeout:g} s")
+            ready = select.select(watch, [], [], min(left, 0.5 if exited is None else left))[0]
+            if conn in ready and conn.recv(1):
+                return None
+            if (exited is not None and exited in ready) or qemu.poll() is not None:
+                return qemu.wait()
+            if conn in ready:  # closed without a greeting: QEMU is going away
+                return qemu.wait()
+    except OSError as e:  # refused or reset: the socket went away with a QEMU that is ending
+        import subprocess
+        try:
+            return qemu.wait(max(0.0, min(5.0, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            raise GuestError(f"{qmp}: {e.strerror}") from None
+    finally:
+        conn.close()
+        if exited is not None:
+            os.close(exited)
