@@ -184,7 +184,7 @@ def show(name: str = typer.Argument(..., autocompletion=complete_guest),
                 ["stop delay", f"{guest.stopdelay} s"], ["boot delay", f"{guest.bootdelay} s"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
-        rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, t in zip(guest.nics, plan.taps)]
+        rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, (t, _) in zip(guest.nics, plan.taps)]
         rows += [[f"{d.kind}{d.index}", d.file] for d in guest.drives]
         table(rows, ["SETTING", "VALUE"])
         typer.echo("\nQEMU command line:")

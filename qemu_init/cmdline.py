@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 from .model import Guest, Host, Nic
 from .paths import Paths
-from .runtime.launch import HMP_FD, QMP_FD, SANDBOX
+from .runtime.launch import HMP_FD, QMP_FD, SANDBOX, TAP_FD
 
 @dataclass(frozen=True)
 class Plan:
@@ -93,10 +93,10 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
         if value:
             argv += [option, value]
     taps = []
-    for nic in guest.nics:
+    for position, nic in enumerate(guest.nics):  # the helper passes each tap at TAP_FD + position
         tap = tap_name(number, nic)
         taps.append((tap, nic.bridge))
-        argv += ["-netdev", f"tap,id=net{nic.index},ifname={tap},script=no,downscript=no",
+        argv += ["-netdev", f"tap,id=net{nic.index},fd={TAP_FD + position}",
                  "-device", f"{nic.model},netdev=net{nic.index},mac={nic.mac}"]
     if not guest.nics:
         argv += ["-nic", "none"]  # else QEMU adds a user-mode NIC of its own (outbound NAT)

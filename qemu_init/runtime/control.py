@@ -332,37 +332,39 @@ def _launch(gc: GuestControl) -> int:
     """Start QEMU as launch.py describes; returns its pid once it answers on QMP."""
     from . import launch
     identity = launch.Identity(gc.runas or "root")
-    sockets = {launch.QMP_FD: launch.listen_unix(gc.qmp)}
+    sockets = [launch.listen_unix(gc.qmp)]
+    fds = {launch.QMP_FD: sockets[0].fileno()}
     try:
         if gc.hmp:
-            sockets[launch.HMP_FD] = launch.listen_unix(gc.hmp)
-        launch.create_taps([(tap, bridge) for tap, bridge in gc.taps if bridge], identity)
-        out, offset = _qemu_output(gc)
-        with out:
-            try:
-                qemu = launch.spawn(gc.argv, sockets, identity, out)
-            finally:
-                for sock in sockets.values():
-                    sock.close()  # QEMU holds them now; ours would keep a dead guest's open
-            _write_pidfile(gc, qemu.pid)
-            try:
-                code = launch.wait_ready(qemu, gc.qmp, LAUNCH_TIMEOUT)
-            except GuestError:
-                qemu.kill()
-                qemu.wait()
-                raise
-            if code is None:
-                qemu.returncode = 0  # it runs on, detached: no "still running" warning from Popen
-                return qemu.pid
-            text = _messages(out, offset)
+            sockets.append(launch.listen_unix(gc.hmp))
+            fds[launch.HMP_FD] = sockets[-1].fileno()
+        taps = launch.open_taps(gc.taps)
+        try:
+            out, offset = _qemu_output(gc)
+            with out:
+                qemu = launch.spawn(gc.argv, {**fds, **taps}, identity, out)
+                _write_pidfile(gc, qemu.pid)
+                try:
+                    code = launch.wait_ready(qemu, gc.qmp, LAUNCH_TIMEOUT)
+                except GuestError:
+                    qemu.kill()
+                    qemu.wait()
+                    raise
+                text = _messages(out, offset) if code is not None else ""
+        finally:
+            for fd in taps.values():
+                os.close(fd)  # QEMU holds them now: the taps go when it does
     except BaseException:
-        for sock in sockets.values():
-            sock.close()
         _cleanup(gc)
         raise
+    finally:
+        for sock in sockets:
+            sock.close()  # QEMU holds them now; ours would keep a dead guest's open
+    if code is None:
+        qemu.returncode = 0  # it runs on, detached: no "still running" warning from Popen
+        return qemu.pid
     _cleanup(gc)
-    reason = _vnc_taken(gc, text) or f"QEMU failed (exit {code}): {_error_lines(gc, text)}"
-    raise GuestError(reason)
+    raise GuestError(_vnc_taken(gc, text) or f"QEMU failed (exit {code}): {_error_lines(gc, text)}")
 
 
 def start(gc: GuestControl) -> int:

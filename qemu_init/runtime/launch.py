@@ -8,8 +8,9 @@ of SIGSYS or fails). The helper therefore, as root:
 - binds the QMP control socket and the human monitor socket (0600, root's, in RUNDIR) and hands
   them to QEMU as inherited descriptors at fixed numbers (``-chardev socket,fd=3,…``): a local
   user cannot connect, and QEMU itself needs no write access to RUNDIR;
-- creates each tap owned by the guest's user and attaches it to its bridge (``script=no``), and
-  deletes it once QEMU is gone;
+- creates each tap by opening ``/dev/net/tun`` itself, attaches it to its bridge and hands QEMU
+  the open tap (``-netdev tap,fd=N``): QEMU needs no access to ``/dev/net/tun``, runs no script,
+  and the kernel deletes the tap the moment QEMU, its last holder, is gone;
 - starts QEMU in a session of its own, as RUNAS (groups, gid, uid), output to the guest's log,
   writes the pid file (root's) itself and returns once QEMU answers on QMP.
 
@@ -29,9 +30,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cont
 if TYPE_CHECKING:
     from typing import BinaryIO, Dict, Optional, Sequence, Tuple
 
-# The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them).
+# The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them):
+# the control socket, the monitor socket, then the taps in the order the script lists them.
 QMP_FD = 3
 HMP_FD = 4
+TAP_FD = 5
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
@@ -98,27 +101,54 @@ def tap_exists(tap: str) -> bool:
     return "/" not in tap and os.path.exists(f"/sys/class/net/{tap}")
 
 
-def create_taps(taps: Sequence[Tuple[str, str]], identity: Identity) -> None:
-    """Each (tap, bridge): a tap owned by the guest's user, with its bridge's MTU (a smaller one
-    would lower the bridge's for every guest), attached and up. All or none."""
+_TUNSETIFF = 0x400454CA
+_IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
+
+
+def _open_tap(tap: str) -> int:
+    """A new tap ``tap``, open: it lives as long as a descriptor of it does."""
+    import fcntl
+    import struct
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        # struct ifreq: the name, then the flags (virtio-net's offloads want the vnet header)
+        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", tap.encode(), _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_taps(taps: Sequence[Tuple[str, str]]) -> Dict[int, int]:
+    """Each (tap, bridge): the tap made, with its bridge's MTU (a smaller one would lower the
+    bridge's for every guest), attached and up. Returns {descriptor number for QEMU: open fd};
+    all or none."""
+    fds: Dict[int, int] = {}
     commands = []
-    for tap, bridge in taps:
-        if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
-            raise GuestError(f"bridge {bridge} does not exist; start the service qemu-bridge-{bridge} first")
-        with open(f"/sys/class/net/{bridge}/mtu") as f:
-            mtu = f.read().strip()
-        commands += [f"tuntap add dev {tap} mode tap user {identity.uid} group {identity.gid}",
-                     f"link set dev {tap} mtu {mtu} master {bridge} up"]
-    if not commands:
-        return
-    failed = _ip_batch(commands)
-    if failed:
-        delete_taps([tap for tap, _ in taps])
-        raise GuestError(f"cannot create taps {', '.join(t for t, _ in taps)}: {failed}")
+    try:
+        for index, (tap, bridge) in enumerate(taps):
+            if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
+                raise GuestError(f"bridge {bridge} does not exist; start the service qemu-bridge-{bridge} first")
+            with open(f"/sys/class/net/{bridge}/mtu") as f:
+                mtu = f.read().strip()
+            try:
+                fds[TAP_FD + index] = _open_tap(tap)
+            except OSError as e:
+                raise GuestError(f"cannot create tap {tap}: {e.strerror}") from None
+            commands.append(f"link set dev {tap} mtu {mtu} master {bridge} up")
+        failed = _ip_batch(commands) if commands else ""
+        if failed:
+            raise GuestError(f"cannot attach {', '.join(t for t, _ in taps)} to their bridges: {failed}")
+    except BaseException:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
 
 
 def delete_taps(taps: Sequence[str]) -> Sequence[str]:
-    """Delete those of ``taps`` that exist; returns the ones deleted."""
+    """Delete those of ``taps`` still there (made persistent by hand, or by an older qemu-init);
+    returns the ones deleted."""
     left = [tap for tap in taps if tap_exists(tap)]
     if left:
         _ip_batch([f"link delete dev {tap}" for tap in left])
@@ -133,12 +163,12 @@ def _high(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
 
 
-def spawn(argv: Sequence[str], fds: Dict[int, socket.socket], identity: Identity,
+def spawn(argv: Sequence[str], fds: Dict[int, int], identity: Identity,
           out: BinaryIO):  # type: ignore[no-untyped-def]
     """Start QEMU: its own session, ``fds`` at their numbers (everything else closed), as
     ``identity``, stdin from /dev/null, stdout and stderr to ``out``. Returns the Popen."""
     import subprocess
-    sources = {number: _high(sock.fileno()) for number, sock in fds.items()}
+    sources = {number: _high(fd) for number, fd in fds.items()}
 
     def place() -> None:  # in the child, before exec: single-threaded there, dup2 only
         for number, source in sources.items():

@@ -73,10 +73,10 @@ def test_lsb_actions_and_exit_codes_with_a_real_guest(qiroot):
 def test_stop_shuts_a_real_linux_guest_down_cleanly(qiroot, test_guest):
     """The test guest (tests/guestkit) obeys the power button: stop ends at GONE without
     forcing anything, well before STOPDELAY."""
-    from guestkit import wait_for_line
+    from guestkit import console_file, wait_for_line
 
-    serial = qiroot.path("lin1.serial")
-    cfg = (f"-accel tcg -nodefaults -no-user-config -no-reboot\n"
+    serial = str(console_file(qiroot.path("lin1.serial")))
+    cfg = (f"-accel tcg -no-user-config -no-reboot\n"
            f"-kernel {test_guest.kernel} -initrd {test_guest.initrd}\n"
            f"-append 'console=ttyS0 panic=-1 qi.name=lin1'\n-serial file:{serial}\n")
     rc = STUBBORN.format(name="lin1", extra="").replace("RAM=64M", "RAM=256M").replace("STOPDELAY=1", "STOPDELAY=60")
@@ -109,7 +109,7 @@ def test_missing_helper_is_lsb_not_installed(qiroot):
 
 def ordered_set(box) -> str:
     """Bridges, a DEPENDS chain db1 <- app1 <- web1 across two bridges, a loner and qemud,
-    installed for SysV into the test root's /etc/init.d (the tap scripts go to its ETCDIR)."""
+    installed for SysV into the test root's /etc/init.d."""
     rc = "NAME={}\nTGTARCH=qemu-system-x86_64\nKVM=no\nMONITOR=unix\n{}"
     box.guest("db1", rc.format("db1", "BRIDGE=br0\n"))
     box.guest("app1", rc.format("app1", "BRIDGE=br0\nDEPENDS=db1\n"))

@@ -39,7 +39,7 @@ def test_defaults(tmp_path):
         assert gone not in args
     assert option(args, "-vnc") == ["127.0.0.1:3"]
     assert option(args, "-accel") == ["kvm"] and option(args, "-cpu") == ["host"] and option(args, "-m") == ["2G"]
-    assert option(args, "-netdev") == ["tap,id=net0,ifname=qi3n0,script=no,downscript=no"]
+    assert option(args, "-netdev") == ["tap,id=net0,fd=5"]
 
 
 def test_plan_says_what_the_helper_makes(tmp_path):
@@ -92,7 +92,7 @@ def test_extra_nic_and_raw_options_come_last(tmp_path):
     args = argv(tmp_path, cfg="NIC1=br1,mac=52:54:00:aa:bb:cc,model=e1000\n-device virtio-rng-pci\n")
     assert args[-2:] == ["-device", "virtio-rng-pci"]
     assert "e1000,netdev=net1,mac=52:54:00:aa:bb:cc" in args
-    assert "tap,id=net1,ifname=qi3n1,script=no,downscript=no" in args
+    assert "tap,id=net1,fd=6" in args
 
 
 def test_explicit_display_and_ports_follow_host_settings(tmp_path):
