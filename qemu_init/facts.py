@@ -14,8 +14,10 @@ import subprocess
 from typing import Dict, Iterable, Optional, Tuple
 
 from .cmdline import Facts
+from .errors import QemuInitError
 from .model import Guest
 from .paths import Paths
+from .trust import read_file
 
 # Magic bytes at offset 0 of the image formats QEMU can probe safely.
 _MAGIC = ((b"QFI\xfb", "qcow2"), (b"QED\x00", "qed"), (b"KDMV", "vmdk"), (b"vhdxfile", "vhdx"),
@@ -43,10 +45,9 @@ def qemu_version(tgtarch: str, paths: Paths) -> Optional[Tuple[int, int]]:
     stat = os.stat(binary)
     key = f"{binary}:{stat.st_size}:{stat.st_mtime_ns}"
     cache_file = os.path.join(paths.vardir, "qemu-versions.json")
-    try:
-        with open(cache_file, encoding="utf-8") as handle:
-            cache: Dict[str, list] = json.load(handle)
-    except (OSError, ValueError):
+    try:  # only a cache root may trust (trust.py); any other is as good as none
+        cache: Dict[str, list] = json.loads(read_file(cache_file))
+    except (OSError, ValueError, QemuInitError):
         cache = {}
     if key in cache:
         return tuple(cache[key])  # type: ignore[return-value]

@@ -254,3 +254,21 @@ def test_precmd_is_refused_from_a_fifo_without_hanging(tree, capsys):
     assert message == f"{tree}: not trusted: a FIFO, not a regular file: refusing to run PRECMD/POSTCMD"
     assert not ran
     assert "a FIFO, not a regular file (the script was generated from it)" in err  # the sources check
+
+
+def test_the_qemu_version_cache_is_used_only_when_trusted(tmp_path):
+    """VARDIR/qemu-versions.json decides which options the command line gets."""
+    import json
+    import sys
+    from qemu_init import facts
+    from qemu_init.paths import Layout, Paths
+    paths = Paths.for_layout(Layout(), str(tmp_path / "root"))
+    os.makedirs(paths.vardir)
+    binary = os.path.realpath(sys.executable)  # answers --version with no "version N.M"
+    st = os.stat(binary)
+    cache = os.path.join(paths.vardir, "qemu-versions.json")
+    with open(cache, "w") as f:
+        json.dump({f"{binary}:{st.st_size}:{st.st_mtime_ns}": [9, 1]}, f)
+    assert facts.qemu_version(binary, paths) == (9, 1)
+    os.chmod(cache, 0o666)
+    assert facts.qemu_version(binary, paths) is None  # asked the binary instead
