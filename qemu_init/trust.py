@@ -64,9 +64,8 @@ def _owner(uid: int) -> str:
 def _faults(st: os.stat_result, owners: Iterable[int]) -> List[str]:
     """What is wrong with the owner and mode of a file or folder, in words."""
     faults = [] if st.st_uid in owners else [f"owned by {_owner(st.st_uid)}"]
-    faults += [f"writable by {who}" for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH))
-               if st.st_mode & bit]
-    return faults
+    writers = [who for who, bit in (("group", stat.S_IWGRP), ("others", stat.S_IWOTH)) if st.st_mode & bit]
+    return faults + (["writable by " + " and ".join(writers)] if writers else [])
 
 
 def _loose(st: os.stat_result) -> bool:
@@ -86,7 +85,7 @@ def _check_folder(path: str, here: str, st: os.stat_result, owners: Tuple[int, .
 
 
 def _kind(mode: int) -> Optional[str]:
-    return next((name for test, name in _KINDS if test(mode)), None if stat.S_ISREG(mode) else "not a file")
+    return next((name for test, name in _KINDS if test(mode)), None if stat.S_ISREG(mode) else "a special file")
 
 
 def _parts(path: str) -> List[str]:
@@ -96,8 +95,7 @@ def _parts(path: str) -> List[str]:
 def open_file(path: str, owners: Optional[Tuple[int, ...]] = None) -> int:
     """A read-only descriptor of ``path`` once the whole way to it is trusted (TrustError
     otherwise; OSError, e.g. FileNotFoundError, when a part is missing)."""
-    fd, st = _resolve(path, owners or trusted_owners(), want_folder=False)
-    return fd
+    return _resolve(path, owners or trusted_owners(), want_folder=False)[0]
 
 
 def read_file(path: str, limit: int = MAX_SIZE, owners: Optional[Tuple[int, ...]] = None) -> bytes:

@@ -137,6 +137,7 @@ def test_every_command_refuses_a_registered_guest_whose_folder_became_untrusted(
     folder = box.path("vms", "web")
     rc = guest_files(folder, "web1", rc_extra="PRECMD='touch /tmp/never'\n")
     box.qi("register", folder)
+    box.qi("autostart", "on", "web1")
     give(user, folder)
     before = files(box)
     line = f"{rc}: not trusted: folder {folder} owned by uid {user.pw_uid} ({user.pw_name})"
@@ -145,6 +146,8 @@ def test_every_command_refuses_a_registered_guest_whose_folder_became_untrusted(
         result = box.qi(*command, check=False)
         assert result.returncode == 1, (command, result.stdout, result.stderr)
         assert errors(result) == [line], (command, result.stderr)
+    booted = box.qi("qemud", "start", check=False)  # the host service at boot
+    assert booted.returncode == 1 and f"web1: not started: {line}" in booted.stdout, booted.stdout
     assert files(box) == before
     assert not os.path.exists(box.path("etc/init.d/qemu-web1"))
 

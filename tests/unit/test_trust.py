@@ -60,7 +60,7 @@ def test_a_file_owned_by_another_user_is_refused(tree):
 
 
 @pytest.mark.parametrize("mode, who", [(0o664, "writable by group"), (0o646, "writable by others"),
-                                       (0o666, "writable by group, writable by others")])
+                                       (0o666, "writable by group and others")])
 def test_a_file_writable_by_group_or_others_is_refused(tree, mode, who):
     os.chmod(tree, mode)
     assert refusal(tree) == f"{tree}: not trusted: {who}"
