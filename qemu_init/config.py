@@ -16,6 +16,7 @@ from .errors import Problem
 from .keys import HOST_KEYS, RC_KEYS, Key
 from .model import Drive, Guest, Host, Nic, Source
 from .reader import Entry, RawOptions, Shorthand, read_assignments, read_cfg
+from .trust import TrustError, read_file
 
 RC_SUFFIX = "-qemud.rc"
 CFG_SUFFIX = "-qemu.cfg"
@@ -65,21 +66,25 @@ def _parse_entries(path: str, entries: List[Entry], table: Dict[str, Key],
     return found, lines
 
 
-def _read(path: str, problems: List[Problem]) -> Optional[bytes]:
+def _read(path: str, problems: List[Problem], missing_ok: bool = False) -> Optional[bytes]:
+    """The file's bytes if it may be trusted (trust.py); else None and the problem that says
+    why. With ``missing_ok``, a file that is not there is no problem."""
     try:
-        with open(path, "rb") as handle:
-            return handle.read()
+        return read_file(path)
+    except TrustError as exc:
+        problems.append(Problem(path, None, None, exc.reason))
+    except FileNotFoundError as exc:
+        if not missing_ok:  # a missing folder on the way is as good as a missing file
+            problems.append(Problem(path, None, None, f"cannot read: {exc.strerror}"))
     except OSError as exc:
         problems.append(Problem(path, None, None, f"cannot read: {exc.strerror}"))
-        return None
+    return None
 
 
 def load_host(path: str) -> Tuple[Host, List[Problem]]:
     """Host settings; a missing file means all defaults."""
     problems: List[Problem] = []
-    if not os.path.exists(path):
-        return Host(path=path), problems
-    data = _read(path, problems)
+    data = _read(path, problems, missing_ok=True)
     if data is None:
         return Host(path=path), problems
     entries, problems = read_assignments(path, data)
@@ -134,7 +139,7 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
 
     folder = os.path.dirname(rcpath)
     cfgpath = os.path.join(folder, f"{(filename or '').lower()}{CFG_SUFFIX}")
-    cfgdata = _read(cfgpath, problems) if filename and os.path.exists(cfgpath) else None
+    cfgdata = _read(cfgpath, problems, missing_ok=True) if filename else None
     drives, extra_nics, raw = _load_cfg(cfgpath, cfgdata, folder, host, name or filename or "", problems)
 
     if not isinstance(name, str) or any(p.level == "error" for p in problems):

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from . import checks
+from . import checks, trust
 from .cmdline import Plan, plan
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest, load_host
 from .errors import ERROR, ConfigError, Problem, RegistryError
@@ -31,6 +31,7 @@ class Loaded:
 def rcfiles(target: str) -> List[str]:
     """PATH as SPEC §8 means it: an rc-file, or a folder standing for all rc-files in it."""
     if os.path.isdir(target):
+        trust.check_folder(target)  # whoever may write to it could put any guest there
         found = sorted(glob.glob(os.path.join(glob.escape(target), "*" + RC_SUFFIX)))
         if not found:
             raise RegistryError(f"{target}: no *{RC_SUFFIX} file in this folder")

@@ -18,6 +18,7 @@ from typing import Iterator, List, Optional, Tuple
 from .errors import RegistryError
 from .files import write_atomic
 from .paths import Paths
+from .trust import read_file
 
 _HEADER = "# Registered qemu-init guests: NUMBER NAME FOLDER. Managed by `qemu-init register`.\n"
 _AUTOSTART_HEADER = "# Guests the host service starts at boot, in this order. `qemu-init autostart`.\n"
@@ -36,10 +37,10 @@ class Entry:
 
 def _lines(path: str) -> List[str]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+        text = read_file(path).decode("utf-8")  # only a file root may trust (trust.py)
     except FileNotFoundError:
         return []
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 class Registry:

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 
 import jinja2
 
-from . import __version__
+from . import __version__, trust
 from .checks import FORCED_STEPS, shutdown_estimate, shutdown_time
 from .cmdline import Plan
 from .errors import ERROR, ConfigError, RegistryError, RenderError
@@ -117,10 +117,15 @@ def new_rcfile(name: str) -> str:
 
 
 def new_cfgfile(name: str, template_path: str) -> str:
-    if os.path.exists(template_path):
-        with open(template_path, encoding="utf-8") as handle:
-            return handle.read()
-    return render("new/template-qemu.cfg.j2", name=name)
+    """The host's cfg-file template (only if root may trust it: trust.py), else the built-in one."""
+    try:
+        data = trust.read_file(template_path)
+    except FileNotFoundError:
+        return render("new/template-qemu.cfg.j2", name=name)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"{template_path}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
 
 
 # --- init scripts ---------------------------------------------------------------------------
@@ -202,8 +207,7 @@ def cli_command(paths: Paths) -> Tuple[str, ...]:
 
 def file_source(path: str) -> Optional[Source]:
     try:
-        with open(path, "rb") as handle:
-            return Source(path, hashlib.sha256(handle.read()).hexdigest())
+        return Source(path, hashlib.sha256(trust.read_file(path)).hexdigest())
     except FileNotFoundError:
         return None
 

@@ -15,10 +15,14 @@ sandbox root /srv/qi-golden and a fixed helper path. Nothing is written there.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import difflib
+import functools
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -50,8 +54,26 @@ def headers(case: Path) -> Dict[str, List[str]]:
     return found
 
 
+_COPIES = tempfile.mkdtemp(prefix="qi-golden-")
+atexit.register(shutil.rmtree, _COPIES, True)
+
+
+@functools.lru_cache(maxsize=None)
+def inputs(case: Path) -> Path:
+    """A copy of the case's input files that qemu-init trusts (qemu_init/trust.py): the checkout
+    itself may belong to another user than the one running the tests, or be group-writable."""
+    copy = Path(_COPIES) / case.name
+    copy.mkdir()
+    for source in case.iterdir():
+        if source.is_file() and not source.name.endswith(".argv"):
+            shutil.copyfile(source, copy / source.name)
+            os.chmod(copy / source.name, 0o644)
+    return copy
+
+
 def problems(case: Path, tmp_path: Path) -> List[str]:
     """``KEY: message`` of every error ``check`` finds in the case, as a user would see it."""
+    case = inputs(case)
     paths = Paths.for_layout(Layout(), str(tmp_path / "root"))
     os.makedirs(paths.etcdir)
     if (case / "qemu-init.conf").exists():
@@ -67,6 +89,7 @@ def stable(path: str, case: Path) -> str:
 
 
 def golden_site(case: Path) -> render.Site:
+    case = inputs(case)
     paths = Paths.for_layout(Layout(), ROOT)
     conf = case / "qemu-init.conf"
     host, host_problems = load_host(str(conf))
