@@ -304,7 +304,7 @@ def _messages(out: BinaryIO, offset: int) -> str:
 def _vnc_taken(gc: GuestControl, text: str) -> Optional[str]:
     """The start error when QEMU could not listen on its VNC display: another program holds the
     port (a local user can take it first); QEMU's own words say only "Address already in use"."""
-    if "VNC" not in text or "in use" not in text:
+    if "-vnc " not in text or "in use" not in text:
         return None
     argv = list(gc.argv)
     display = argv[argv.index("-vnc") + 1].partition(",")[0] if "-vnc" in argv[:-1] else ""

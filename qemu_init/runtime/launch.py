@@ -187,8 +187,12 @@ def spawn(argv: Sequence[str], fds: Dict[int, int], identity: Identity,
 
 
 def wait_ready(qemu, qmp: str, timeout: float) -> Optional[int]:  # type: ignore[no-untyped-def]
-    """Wait until QEMU greets on its control socket (its main loop runs: the guest is set up);
-    returns None then, or QEMU's exit code if it ended first. GuestError after ``timeout``."""
+    """Wait until QEMU has set the guest up; returns None then, or QEMU's exit code if it ended
+    first. GuestError after ``timeout``.
+
+    QEMU's greeting comes from its monitor thread while it is still setting up (a VNC port that
+    is taken fails after it); a command's answer comes from the main loop, once all is up. So
+    the readiness is the answer to ``qmp_capabilities``."""
     deadline = time.monotonic() + timeout
     try:
         exited = os.pidfd_open(qemu.pid)
@@ -196,19 +200,27 @@ def wait_ready(qemu, qmp: str, timeout: float) -> Optional[int]:  # type: ignore
         exited = None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect(qmp)  # queued on the socket QEMU holds; QEMU accepts once it runs
+        conn.connect(qmp)  # queued on the socket QEMU holds; QEMU accepts once it can
         watch = [conn] + ([exited] if exited is not None else [])
+        received, asked = b"", False
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise GuestError(f"QEMU did not finish starting within {timeout:g} s")
             ready = select.select(watch, [], [], min(left, 0.5 if exited is None else left))[0]
-            if conn in ready and conn.recv(1):
-                return None
             if (exited is not None and exited in ready) or qemu.poll() is not None:
                 return qemu.wait()
-            if conn in ready:  # closed without a greeting: QEMU is going away
-                return qemu.wait()
+            if conn not in ready:
+                continue
+            data = conn.recv(4096)
+            if not data:  # closed: QEMU is going away
+                return qemu.wait(max(0.0, min(5.0, deadline - time.monotonic())))
+            received += data
+            if not asked and b"\n" in received:  # the greeting
+                conn.sendall(b'{"execute": "qmp_capabilities"}\n')
+                received, asked = received.partition(b"\n")[2], True
+            if asked and b"\n" in received:
+                return None
     except OSError as e:  # refused or reset: the socket went away with a QEMU that is ending
         import subprocess
         try:
