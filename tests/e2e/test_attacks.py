@@ -4,7 +4,7 @@ The attacker is a real unprivileged user the test creates (and removes): everyth
 under ``setpriv`` as that user. The guests are started through ``qemu-init`` with the default
 settings: QEMU as the system user (SYSUSR), under its seccomp sandbox, its control socket and
 monitor root-only unix sockets the helper made. (The file attacks, a guest folder of the user's
-own, links, FIFOs, are in test_trust.py; a misbehaving QMP peer in the unit tests.)
+own, links, FIFOs, are in test_untrusted_files.py; a misbehaving QMP peer in the unit tests.)
 """
 
 from __future__ import annotations

@@ -400,3 +400,19 @@ def test_start_with_a_live_qemu_but_no_pid_file_refuses_and_touches_nothing(gues
     assert result.returncode == 1
     assert f"a QEMU answers on {guest.qmp}" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert guest.qemus() == [pid] and os.path.exists(guest.qmp)  # the live guest keeps its socket
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare")
+def test_without_proc_a_running_guest_is_unknown_and_nothing_is_removed(guest):
+    """No /proc to tell processes by (FreeBSD without procfs; here an empty /proc in a mount
+    namespace of the helper's own): status says unknown (LSB 4), stop and start touch nothing."""
+    pid = started(guest)
+    hidden = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs none /proc && exec "$@"', "-"]
+    for args, code in ((["status", guest.name, "--pidfile", guest.pidfile, "--qmp", guest.qmp, "--runas", guest.runas], 4),
+                       (guest.stop_args("--timeout", "1"), 4), (guest.start_args(), 4)):
+        result = subprocess.run([*hidden, *HELPER, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == code, (args[0], result.stdout, result.stderr)
+        assert os.path.exists(guest.pidfile) and os.path.exists(guest.qmp), args[0]
+        assert guest.qemus() == [pid], args[0]
+    assert guest.status().returncode == 0

@@ -101,6 +101,7 @@ def test_every_problem_is_reported_not_just_the_first(tmp_path):
     ("-qmp tcp:0:4444\n-monitor stdio\n", ":2: -monitor: qemu-init sets this option itself"),
     ("-runas nobody\n", ":1: -runas: qemu-init sets this option itself"),
     ("-run-with user=nobody\n", ":1: -run-with: qemu-init sets this option itself"),
+    ("-sandbox off\n", ":1: -sandbox: qemu-init sets this option itself"),
     ("-drive 'file=a.img\n", ":1: unterminated quote"),
     ("NIC1=br1,speed=10\n", ":1: NIC1: unknown NIC property"),
     ("NIC1=br1,mac=xx\n", ":1: NIC1: not a MAC address"),
