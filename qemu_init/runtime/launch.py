@@ -54,7 +54,7 @@ class Identity:
         self.groups = tuple(os.getgrouplist(user, entry.pw_gid)) if self.uid else ()
 
     def popen_args(self) -> Dict[str, object]:
-        if self.uid == 0:
+        if self.uid == 0 or self.uid == os.geteuid():  # root, or already that user: nothing to drop
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
 
