@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from qemu_init.paths import Layout, Paths
+from qemu_init.registry import Registry
 from test_cli import guest, qi
 
 GARBAGE = {  # name: (bytes appended to the file as a new line, the message for that line)
@@ -20,9 +21,11 @@ GARBAGE = {  # name: (bytes appended to the file as a new line, the message for 
 def host(tmp_path):
     """A root with web1 registered (number 1) and on autostart; (root, etcdir)."""
     root = tmp_path / "root"
-    qi(root, "register", str(guest(tmp_path / "vms", "web1")), check=0)
-    qi(root, "autostart", "on", "web1", check=0)
+    guest(tmp_path / "vms", "web1")
     guest(tmp_path / "vms", "db1")
+    registry = Registry(Paths.for_layout(Layout(), str(root)))  # in-process: setup, not what is tested
+    registry.add("web1", str(tmp_path / "vms"))
+    registry.set_autostart("web1", True)
     return root, root / "etc/qemu-init"
 
 
