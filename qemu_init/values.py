@@ -12,10 +12,10 @@ from typing import Callable, Optional, Tuple
 NAME_MAX = 40
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 DESC_MAX = 200  # a description, not a document: one line of the status table and of the scripts' headers
-SMP_MAX = 1024  # QEMU's most CPUs of any machine (x86 q35 takes 1024 since QEMU 8.1, pc 255)
+SMP_MAX = 1024  # QEMU's most CPUs of a machine (x86 q35); a machine that takes fewer, QEMU names at start
 VNC_BASE = 5900  # display N is TCP port 5900+N
 DISPLAY_MAX = 65535 - VNC_BASE
-SMP_KEYS = ("cpus", "maxcpus", "drawers", "books", "sockets", "dies", "clusters", "cores", "threads")
+SMP_KEYS = ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads")  # QEMU 7.2's
 
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() would take "²"
 _NAME = re.compile(r"[A-Za-z0-9]+")

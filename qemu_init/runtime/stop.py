@@ -62,7 +62,7 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     """Stop one guest; returns the transitions, the last one GONE.
 
     ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure (any
-other exception it raises counts as a failure too: nothing a QMP peer does ends the machine).
+    other exception it raises counts as a failure too: nothing a QMP peer does ends the machine).
     ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
     ``force`` skips the power button. ``sleep(seconds)`` may return early: the real one
     (GuestProcess.sleep) does as soon as the process exits, so no stop waits out a poll interval.
