@@ -57,8 +57,8 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
         example="db1 cache1"),
     Key("RAM", values.size, "2G", "Memory size.", "recommended", qemu="-m", example="512M"),
     Key("SMP", values.smp, "", "Virtual CPUs: a count and/or topology (cpus, maxcpus, sockets, dies,"
-        f" clusters, cores, threads), each from 1 to {values.SMP_MAX}; with sockets, cores and threads all"
-        " given, their product is maxcpus (or the count).", default_help="QEMU's", qemu="-smp",
+        f" clusters, cores, threads), each from 1 to {values.SMP_MAX}; as in QEMU, the topology makes"
+        " maxcpus (by default the count), and items left out are what divides it.", default_help="QEMU's", qemu="-smp",
         example="4,sockets=1,cores=4,threads=1"),
     Key("CPU", values.qemu_property, "", "CPU model.", default_help="QEMU's (host when KVM is on)",
         example="host", qemu="-cpu"),

@@ -74,8 +74,9 @@ def description(value: str) -> str:
 
 def smp(value: str) -> str:
     """QEMU's -smp: ``N`` and/or ``KEY=N`` topology items, each count from 1 to SMP_MAX, and a
-    topology QEMU 7.2's smp_parse would accept: maxcpus is the product of the topology, and
-    at least the CPUs (what it leaves out, QEMU computes; we check what is written)."""
+    topology QEMU 7.2 accepts: maxcpus (by default the CPU count) is the product of sockets,
+    dies, clusters, cores and threads; an item left out is computed as the quotient, so what is
+    written must divide it (tried against qemu-system-x86_64 7.2)."""
     example = "(e.g. 2, or 4,sockets=1,cores=4,threads=1)"
     counts: dict = {}
     for i, item in enumerate(value.split(",")):
@@ -96,12 +97,16 @@ def smp(value: str) -> str:
     cpus, maxcpus = counts.get("cpus"), counts.get("maxcpus")
     if cpus and maxcpus and cpus > maxcpus:
         raise ValueError(f"{cpus} CPUs but maxcpus={maxcpus}")
-    if all(k in counts for k in ("sockets", "cores", "threads")):  # QEMU computes nothing then
-        made = f"sockets, cores and threads make {topology} CPUs"
-        if maxcpus and topology != maxcpus:
-            raise ValueError(f"{made}, not maxcpus={maxcpus}")
-        if cpus and topology < cpus:
-            raise ValueError(f"{made}, fewer than {cpus}")
+    total = maxcpus or cpus  # QEMU's maxcpus: what the topology must make
+    if total and topology > 1:
+        made = "*".join(f"{k}={counts[k]}" for k in SMP_KEYS[2:] if k in counts)
+        wanted = f"maxcpus={maxcpus}" if maxcpus else f"{cpus} CPUs"
+        if all(k in counts for k in ("sockets", "cores", "threads")):  # QEMU computes nothing
+            if topology != total:
+                raise ValueError(f"{made} makes {topology} CPUs, not {wanted}")
+        elif total % topology:  # QEMU computes the item left out as the quotient
+            product = made if made.count("=") == 1 else f"{made} ({topology})"
+            raise ValueError(f"{product} does not divide {wanted}")
     return value
 
 
