@@ -62,6 +62,7 @@ def test_stop_forces_the_guest_off_whatever_qmp_says(sock_path, peer, ignore_sig
     finally:
         guest.kill()
         guest.wait()
+        guest.stdout.close()
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     assert code == -(signal.SIGKILL if ignore_sigterm else signal.SIGTERM)
     assert took <= STOPDELAY + Timing().forced + STARTUP, f"{peer}: stop took {took:.1f} s"
