@@ -14,6 +14,7 @@ from .errors import WARNING, Problem
 from .facts import image_format, qemu_binary
 from .model import Guest, Host
 from .paths import Paths
+from .values import DISPLAY_MAX, VNC_BASE
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
 
@@ -110,6 +111,11 @@ def plan_limits(guest: Guest, plan: Plan, paths: Paths) -> List[Problem]:
     if plan.monitor_port is not None and plan.monitor_port > 65535:
         problems.append(Problem(*_at(guest, "MONITOR"), "MONITOR",
                                 f"monitor port {plan.monitor_port} is beyond 65535 (lower MONPORT)"))
+    if guest.display_auto and plan.vnc_display is not None and plan.vnc_display[1] > DISPLAY_MAX:
+        display = plan.vnc_display[1]
+        problems.append(Problem(*_at(guest, "DISPLAY"), "DISPLAY",
+                                f"the automatic VNC display {display} (VNCDISPLAY+{plan.number - 1}) would be"
+                                f" port {VNC_BASE + display}, beyond 65535 (lower VNCDISPLAY or set DISPLAY)"))
     for sock in (plan.qmp, paths.monitor_socket(guest.name)):
         if len(sock.encode()) > SOCKET_PATH_MAX:
             problems.append(Problem(guest.rcfile.path, None, None,

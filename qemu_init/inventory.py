@@ -110,7 +110,13 @@ class Inventory:
             return True
 
     def check(self, targets: Sequence[str] = (), init: Optional[str] = None) -> List[Problem]:
-        """Every problem of the targets (names or paths; default: all registered guests)."""
+        """Every problem of the targets (names or paths; default: all registered guests, and
+        then the registry's own files too)."""
+        problems = list(self.host_problems)
+        if not targets:
+            problems += self.registry.problems()
+            if any(p.path == self.paths.registered for p in problems):
+                return problems  # no guest can be told from another: nothing more to check
         registered = self.load_all()
         by_name = {l.entry.name.lower(): l for l in registered if l.entry}
         selected: List[Loaded] = []
@@ -127,7 +133,6 @@ class Inventory:
                     known = Loaded(rc, None, guest, problems)
                 selected.append(known)
 
-        problems = list(self.host_problems)
         next_number = max([e.number for e in self.entries()] + [0]) + 1
         numbers = {l.entry.name.lower(): l.entry.number for l in registered if l.entry}
         owners = {name: by_name[name].rcfile for name in numbers}  # who holds each name

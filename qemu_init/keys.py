@@ -34,8 +34,8 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("NAME", values.name, None, "The guest's name: letters and digits, at most 40, not ending in 0;"
         " must match the file name. Best also the guest's hostname.", "required",
         default_help="none, must be set", qemu="-name"),
-    Key("DESC", values.text, "", "Free text shown in status listings and script descriptions.",
-        example="Web server"),
+    Key("DESC", values.description, "", "Free text shown in status listings and script descriptions;"
+        f" one line of at most {values.DESC_MAX} characters.", example="Web server"),
     Key("TGTARCH", values.tgtarch, None, "The QEMU system emulator that runs the guest.", "required",
         default_help="none, must be set (new rc-files say qemu-system-x86_64)",
         example="qemu-system-x86_64"),
@@ -57,13 +57,17 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("DEPENDS", values.depends, "", "Guests that must run before this one, separated by spaces.",
         example="db1 cache1"),
     Key("RAM", values.size, "2G", "Memory size.", "recommended", qemu="-m", example="512M"),
-    Key("SMP", values.smp, "", "Virtual CPUs.", default_help="QEMU's", qemu="-smp", example="2"),
+    Key("SMP", values.smp, "", "Virtual CPUs: a count and/or topology (cpus, maxcpus, sockets, dies,"
+        f" clusters, cores, threads), each from 1 to {values.SMP_MAX}; as in QEMU, the topology makes"
+        " maxcpus (by default the count), and items left out are what divides it.", default_help="QEMU's", qemu="-smp",
+        example="4,sockets=1,cores=4,threads=1"),
     Key("CPU", values.qemu_property, "", "CPU model.", default_help="QEMU's (host when KVM is on)",
         example="host", qemu="-cpu"),
     Key("MACHINE", values.qemu_property, "", "Machine type.", default_help="QEMU's", qemu="-machine",
         example="q35"),
     Key("VGA", values.identifier, "", "Display adapter.", default_help="QEMU's", qemu="-vga", example="std"),
-    Key("DISPLAY", values.display, None, "VNC display: a number, ADDR:NUMBER, or 0/empty for no VNC.",
+    Key("DISPLAY", values.display, None, "VNC display: a number, ADDR:NUMBER, or 0/empty for no VNC;"
+        f" display N is TCP port 5900+N, so at most {values.DISPLAY_MAX}.",
         default_help="an automatic display on 127.0.0.1", qemu="-vnc", example="127.0.0.1:5"),
     Key("BRIDGE", values.bridge, None, "Bridge of the first NIC; none for no network.",
         default_help="the host's BRIDGE (br0)", example="br0", qemu="-netdev tap"),
@@ -79,8 +83,8 @@ HOST_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("SYSUSR", values.user, "qemud", "System user QEMU drops its privileges to by default."),
     Key("SYSGRP", values.user, "kvm", "System group of qemu-init's files."),
     Key("MONPORT", values.port, "30320", "Monitor TCP port of guest number 1; guest N gets MONPORT+N-1."),
-    Key("VNCDISPLAY", values.count, "1", "Automatic VNC display of guest number 1; guest N gets"
-        " VNCDISPLAY+N-1."),
+    Key("VNCDISPLAY", values.vnc_base, "1", "Automatic VNC display of guest number 1; guest N gets"
+        f" VNCDISPLAY+N-1, which must stay at most {values.DISPLAY_MAX} (TCP port 65535)."),
     Key("MINSTOPDELAY", values.seconds, "40", "The floor for every guest's STOPDELAY."),
     Key("PARALLEL", values.count, "", "How many guests the host service stops at once.",
         default_help="all"),

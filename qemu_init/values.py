@@ -11,13 +11,17 @@ from typing import Callable, Optional, Tuple
 
 NAME_MAX = 40
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
+DESC_MAX = 200  # a description, not a document: one line of the status table and of the scripts' headers
+SMP_MAX = 1024  # QEMU's most CPUs of a machine (x86 q35); a machine that takes fewer, QEMU names at start
+VNC_BASE = 5900  # display N is TCP port 5900+N
+DISPLAY_MAX = 65535 - VNC_BASE
+SMP_KEYS = ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads")  # QEMU 7.2's
 
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() would take "²"
 _NAME = re.compile(r"[A-Za-z0-9]+")
 _TGTARCH = re.compile(r"qemu-system-[a-z0-9_]+")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _SIZE = re.compile(r"([1-9][0-9]*)([KMGT]?)", re.IGNORECASE)
-_SMP = re.compile(r"[1-9][0-9]*(,[a-z-]+=[0-9]+)*")
 _QEMU_PROP = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+(=[A-Za-z0-9_.+-]+)?)*")
 _IDENT = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -39,7 +43,6 @@ def _matching(pattern: "re.Pattern[str]", message: str) -> Callable[[str], str]:
 
 
 user = _matching(_USER, "not a user or group name: {value}")
-smp = _matching(_SMP, "not a CPU count: {value} (e.g. 2, or 4,sockets=1,cores=4)")
 # CPU and MACHINE: a model with optional properties, one QEMU argument, no spaces.
 qemu_property = _matching(_QEMU_PROP, "not a QEMU model name with properties: {value}")
 identifier = _matching(_IDENT, "not a QEMU device or adapter name: {value}")
@@ -63,6 +66,50 @@ def text(value: str) -> str:
     return value
 
 
+def description(value: str) -> str:
+    if len(value) > DESC_MAX:
+        raise ValueError(f"at most {DESC_MAX} characters (one line), this has {len(value)}")
+    return value
+
+
+def smp(value: str) -> str:
+    """QEMU's -smp: ``N`` and/or ``KEY=N`` topology items, each count from 1 to SMP_MAX, and a
+    topology QEMU 7.2 accepts: maxcpus (by default the CPU count) is the product of sockets,
+    dies, clusters, cores and threads; an item left out is computed as the quotient, so what is
+    written must divide it (tried against qemu-system-x86_64 7.2)."""
+    example = "(e.g. 2, or 4,sockets=1,cores=4,threads=1)"
+    counts: dict = {}
+    for i, item in enumerate(value.split(",")):
+        key, sep, number = item.partition("=")
+        if not sep and i == 0:
+            key, number = "cpus", item
+        if key not in SMP_KEYS or key in counts or not _DIGITS.fullmatch(number):
+            raise ValueError(f"not a CPU count or topology: {value!r} {example}")
+        if len(number) > 5 or not 1 <= int(number) <= SMP_MAX:
+            shown = item if len(item) <= 20 else item[:20] + "…"
+            raise ValueError(f"{shown}: from 1 to {SMP_MAX} (QEMU's most CPUs)")
+        counts[key] = int(number)
+    topology = 1
+    for key in SMP_KEYS[2:]:
+        topology *= counts.get(key, 1)
+    if topology > SMP_MAX:
+        raise ValueError(f"the topology makes {topology} CPUs, more than QEMU's {SMP_MAX}")
+    cpus, maxcpus = counts.get("cpus"), counts.get("maxcpus")
+    if cpus and maxcpus and cpus > maxcpus:
+        raise ValueError(f"{cpus} CPUs but maxcpus={maxcpus}")
+    total = maxcpus or cpus  # QEMU's maxcpus: what the topology must make
+    if total and topology > 1:
+        made = "*".join(f"{k}={counts[k]}" for k in SMP_KEYS[2:] if k in counts)
+        wanted = f"maxcpus={maxcpus}" if maxcpus else f"{cpus} CPUs"
+        if all(k in counts for k in ("sockets", "cores", "threads")):  # QEMU computes nothing
+            if topology != total:
+                raise ValueError(f"{made} makes {topology} CPUs, not {wanted}")
+        elif total % topology:  # QEMU computes the item left out as the quotient
+            product = made if made.count("=") == 1 else f"{made} ({topology})"
+            raise ValueError(f"{product} does not divide {wanted}")
+    return value
+
+
 def boolean(value: str) -> bool:
     low = value.lower()
     if low in _TRUE:
@@ -73,7 +120,7 @@ def boolean(value: str) -> bool:
 
 
 def seconds(value: str) -> int:
-    if not _DIGITS.fullmatch(value):
+    if not _DIGITS.fullmatch(value) or len(value) > 9:
         raise ValueError(f"not a number of seconds: {value!r}")
     number = int(value)
     if number > 86400:
@@ -82,15 +129,23 @@ def seconds(value: str) -> int:
 
 
 def port(value: str) -> int:
-    if not _DIGITS.fullmatch(value) or not 1024 <= int(value) <= 65535:
+    if not _DIGITS.fullmatch(value) or len(value) > 5 or not 1024 <= int(value) <= 65535:
         raise ValueError(f"not a TCP port from 1024 to 65535: {value!r}")
     return int(value)
 
 
 def count(value: str) -> int:
-    if not _DIGITS.fullmatch(value):
-        raise ValueError(f"not a whole number: {value!r}")
+    if not _DIGITS.fullmatch(value) or len(value) > 9:
+        raise ValueError(f"not a whole number (at most 9 digits): {value!r}")
     return int(value)
+
+
+def vnc_base(value: str) -> int:
+    """The host's VNCDISPLAY: the automatic display of guest number 1."""
+    number = count(value)
+    if number > DISPLAY_MAX:
+        raise ValueError(f"display {number} would be port {VNC_BASE + number}, beyond 65535")
+    return number
 
 
 def tgtarch(value: str) -> str:
@@ -138,8 +193,10 @@ def display(value: str) -> Optional[Tuple[str, int]]:
     if value in ("", "0"):
         return None
     addr, _, num = value.rpartition(":")
-    if not _DIGITS.fullmatch(num) or int(num) > 65535 - 5900:
+    if not _DIGITS.fullmatch(num) or len(num) > 9:
         raise ValueError(f"not a VNC display: {value!r} (N or ADDR:N)")
+    if int(num) > DISPLAY_MAX:
+        raise ValueError(f"display {int(num)} would be port {VNC_BASE + int(num)}, beyond 65535")
     if not addr:
         return ("127.0.0.1", int(num))
     host = addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr

@@ -9,6 +9,11 @@ deadlines, which a blocking socket does in a page.
 Every public call takes one ``time.monotonic()`` deadline that covers all of it (connect, greeting,
 capabilities, send, reply): a QEMU that accepts the connection but never answers costs at most the
 timeout, never a hang. Events that arrive while a reply is awaited are queued in ``events``.
+
+The peer is not trusted to be a healthy QEMU: whatever it sends (garbage, invalid UTF-8, JSON
+nested past Python's recursion limit, a line of many megabytes, a byte now and then) ends as a
+QMPError within the call's deadline, with the memory it may take bounded by MAX_LINE. Callers
+(the stop machine above all) treat every QMPError as "no answer" and move on.
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ if TYPE_CHECKING:
     from typing import Any, Deque, Dict, List, Optional
 
 DEFAULT_TIMEOUT = 5.0
-_MAX_LINE = 16 * 1024 * 1024  # QMP replies are small; a runaway peer must not eat the memory
+# The replies to what this client sends (qmp_capabilities, query-status, system_powerdown, quit,
+# human-monitor-command) are small and flat: a few hundred bytes, nested 3 deep. 8 MiB still
+# holds the longest HMP text (`info mtree`, `info tlb` of a large guest) and bounds what a runaway
+# peer makes us hold; 64 levels keep every str()/repr() of a reply far from the recursion limit.
+MAX_LINE = 8 << 20  # bytes in one message
+MAX_DEPTH = 64      # nesting of lists and objects in one message
 
 
 class QMP:
@@ -37,7 +47,7 @@ class QMP:
         self.greeting: Optional[Dict[str, Any]] = None
         self.events: Deque[Dict[str, Any]] = deque()
         self._sock: Optional[socket.socket] = None
-        self._buf = b""
+        self._buf = bytearray()
         self._ids = 0
 
     def __enter__(self) -> "QMP":
@@ -50,7 +60,7 @@ class QMP:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        self._buf = b""
+        self._buf = bytearray()
 
     def connect(self, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Connect, read the greeting and leave negotiation mode; returns the greeting."""
@@ -72,7 +82,10 @@ class QMP:
 
     def human(self, command_line: str, timeout: Optional[float] = None) -> str:
         """Run a human monitor (HMP) command such as ``info status``; returns its text."""
-        return str(self.execute("human-monitor-command", {"command-line": command_line}, timeout))
+        text = self.execute("human-monitor-command", {"command-line": command_line}, timeout)
+        if not isinstance(text, str):
+            raise QMPProtocolError(f"{self.path}: the answer to '{command_line}' is not text")
+        return text
 
     def pop_events(self) -> List[Dict[str, Any]]:
         """The events received so far, oldest first; the queue is emptied."""
@@ -139,43 +152,81 @@ class QMP:
             elif "id" not in reply and "error" in reply:
                 # QEMU answers without an id when it could not read the command at all (a JSON
                 # parse error): that is the answer to the one command pending, not to wait out
-                error = reply["error"] if isinstance(reply["error"], dict) else {}
-                raise QMPExecuteError(f"{command}: {error.get('desc', 'failed')}")
+                raise QMPExecuteError(f"{command}: {_description(reply['error'])}")
             elif reply.get("id") != ident:
                 continue  # a late reply to an earlier command that timed out
             elif "error" in reply:
-                error = reply["error"] if isinstance(reply["error"], dict) else {}
-                raise QMPExecuteError(f"{command}: {error.get('desc', 'failed')}")
+                raise QMPExecuteError(f"{command}: {_description(reply['error'])}")
             elif "return" in reply:
                 return reply["return"]
             else:
-                raise QMPProtocolError(f"{self.path}: unexpected {what}: {reply!r:.200}")
+                keys = ", ".join(sorted(reply))
+                raise QMPProtocolError(f"{self.path}: unexpected {what} (keys: {keys:.100})")
 
     def _read(self, deadline: float, what: str) -> Dict[str, Any]:
         """The next JSON message; QMP frames one message per line."""
         assert self._sock is not None
+        scanned = 0  # the bytes of _buf already searched for a newline (a long line arrives in pieces)
         while True:
-            line, sep, rest = self._buf.partition(b"\n")
-            if sep:
-                self._buf = rest
-                if not line.strip():
-                    continue
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    raise QMPProtocolError(f"{self.path}: not JSON: {line[:200]!r}") from None
-                if not isinstance(message, dict):
-                    raise QMPProtocolError(f"{self.path}: not a JSON object: {line[:200]!r}")
-                return message
-            if len(self._buf) > _MAX_LINE:
-                raise QMPProtocolError(f"{self.path}: message too long")
-            try:
-                self._sock.settimeout(self._remaining(deadline, what))
-                chunk = self._sock.recv(65536)
-            except socket.timeout:
-                raise QMPTimeoutError(f"{self.path}: timed out waiting for {what}") from None
-            except OSError as e:
-                raise QMPConnectError(f"{self.path}: {e.strerror or e}") from None
-            if not chunk:
-                raise QMPConnectError(f"{self.path}: QEMU closed the connection")
-            self._buf += chunk
+            end = self._buf.find(b"\n", scanned)
+            if end < 0:
+                scanned = len(self._buf)
+                if scanned > MAX_LINE:
+                    raise QMPProtocolError(f"{self.path}: a message longer than {MAX_LINE >> 20} MiB")
+                self._buf += self._recv(deadline, what)
+                continue
+            line = bytes(self._buf[:end])
+            del self._buf[:end + 1]
+            scanned = 0
+            if len(line) > MAX_LINE:
+                raise QMPProtocolError(f"{self.path}: a message longer than {MAX_LINE >> 20} MiB")
+            if line.strip():
+                return self._parse(line)
+
+    def _recv(self, deadline: float, what: str) -> bytes:
+        assert self._sock is not None
+        try:
+            self._sock.settimeout(self._remaining(deadline, what))
+            chunk = self._sock.recv(65536)
+        except socket.timeout:
+            raise QMPTimeoutError(f"{self.path}: timed out waiting for {what}") from None
+        except OSError as e:
+            raise QMPConnectError(f"{self.path}: {e.strerror or e}") from None
+        if not chunk:
+            raise QMPConnectError(f"{self.path}: QEMU closed the connection")
+        return chunk
+
+    def _parse(self, line: bytes) -> Dict[str, Any]:
+        try:
+            message = json.loads(line)
+        except (ValueError, RecursionError):
+            # ValueError covers bad JSON, invalid UTF-8 (UnicodeDecodeError) and integers of
+            # more digits than int() takes; RecursionError, nesting past the interpreter's stack
+            raise QMPProtocolError(f"{self.path}: not JSON: {line[:60]!r}") from None
+        if not isinstance(message, dict):
+            raise QMPProtocolError(f"{self.path}: not a JSON object: {line[:60]!r}")
+        if _deeper_than(message, MAX_DEPTH):
+            raise QMPProtocolError(f"{self.path}: a message nested deeper than {MAX_DEPTH} levels")
+        return message
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects in ``value`` nest more than ``limit`` deep (without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _description(error: Any) -> str:
+    """The ``desc`` of a QMP error reply, if it is text (one line, bounded), else "failed"."""
+    desc = error.get("desc") if isinstance(error, dict) else None
+    if not isinstance(desc, str) or not desc.strip():
+        return "failed"
+    return " ".join(desc.split())[:200]

@@ -61,7 +61,8 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
         sleep: Callable[[float], None] = time.sleep) -> List[Transition]:
     """Stop one guest; returns the transitions, the last one GONE.
 
-    ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure.
+    ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure (any
+    other exception it raises counts as a failure too: nothing a QMP peer does ends the machine).
     ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
     ``force`` skips the power button. ``sleep(seconds)`` may return early: the real one
     (GuestProcess.sleep) does as soon as the process exits, so no stop waits out a poll interval.
@@ -90,6 +91,10 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
             qmp(command, timeout)
         except QMPError as e:
             return e
+        except Exception as e:  # noqa: BLE001
+            # the QMP client turns every kind of bad peer into a QMPError; should anything else
+            # still escape it (a bug), the guest must be forced off all the same, not left running
+            return QMPError(f"{type(e).__name__}: {str(e):.150}")
         return None
 
     if force:

@@ -3,8 +3,9 @@
 Like QEMU it serves one client at a time (later clients wait in the listen backlog) and ends
 lines with CRLF. It answers qmp_capabilities itself; for every other command
 ``handler(server, message)`` returns what to send: a list of
-dicts (sent as JSON lines), bytes (sent raw), or CLOSE to hang up. ``chunk`` splits everything
-sent into pieces of that many bytes with ``chunk_delay`` between them.
+dicts (sent as JSON lines), bytes (sent raw), Drip (bytes sent one at a time, slowly), or CLOSE
+to hang up. ``chunk`` splits everything sent into pieces of that many bytes with ``chunk_delay``
+between them. The greeting may be bytes or a Drip too (a peer that is wrong from its first word).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ GREETING = {"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "p
 CLOSE = object()
 
 
+class Drip:
+    """``data`` sent a byte every ``every`` seconds: a peer that talks but never ends a line
+    within any deadline."""
+
+    def __init__(self, data: bytes, every: float):
+        self.data, self.every = data, every
+
+
 def event(name: str, **data: Any) -> Dict[str, Any]:
     message: Dict[str, Any] = {"timestamp": {"seconds": int(time.time()), "microseconds": 0}, "event": name}
     if data:
@@ -40,6 +49,27 @@ def reply(message: Dict[str, Any], value: Any = None) -> Dict[str, Any]:
     return answer
 
 
+def _with_id(message: Dict[str, Any], head: bytes, tail: bytes = b"}\r\n") -> bytes:
+    return head + b', "id": ' + json.dumps(message["id"]).encode() + tail
+
+
+# Peers that must count as "no answer" (QMPError), never as a crash or a hang: name -> a function
+# of the command received giving what to send. Shared by test_qmp, test_stop and test_helper_stop.
+BAD_PEERS: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+    "nested": lambda m: [b"[" * 100000 + b"\r\n"],
+    "nested-closed": lambda m: [_with_id(m, b'{"return": ' + b"[" * 100000 + b"]" * 100000)],
+    "nested-deep-enough-to-parse": lambda m: [_with_id(m, b'{"return": ' + b"[" * 500 + b"]" * 500)],
+    "huge-line": lambda m: [_with_id(m, b'{"return": "' + b"x" * (40 << 20) + b'"')],
+    "huge-int": lambda m: [_with_id(m, b'{"return": ' + b"9" * 100000)],
+    "garbage": lambda m: [b"\x00\xff\xfe\x1b[2J garbage \x80\x81\r\n"],
+    "invalid-utf8": lambda m: [_with_id(m, b'{"return": "\xff\xfe\xc3"')],
+    "not-an-object": lambda m: [b"[1, 2, 3]\r\n"],
+    "error-not-text": lambda m: [_with_id(m, b'{"error": {"class": 1, "desc": [["x"], {"y": null}]}')],
+    "drip": lambda m: [Drip(b'{"return": {}, "id": "qi-1"}', 0.5)],  # never a full line in time
+    "silent": lambda m: [],
+}
+
+
 @pytest.fixture
 def sock_path() -> Iterator[str]:
     """A socket path in a fresh directory under /tmp (pytest's tmp_path can exceed the 108
@@ -51,7 +81,7 @@ def sock_path() -> Iterator[str]:
 
 class FakeQMP:
     def __init__(self, path: str, handler: Optional[Callable[["FakeQMP", Dict[str, Any]], Any]] = None,
-                 greeting: Optional[Dict[str, Any]] = GREETING, chunk: int = 0, chunk_delay: float = 0.0):
+                 greeting: Any = GREETING, chunk: int = 0, chunk_delay: float = 0.0):
         self.path = path
         self.handler = handler or (lambda server, message: [reply(message)])
         self.greeting = greeting  # None: accept and never say a word
@@ -84,6 +114,21 @@ class FakeQMP:
         return [m.get("execute", "?") for m in self.received]
 
     def send(self, conn: socket.socket, item: Any) -> None:
+        # a big message must not be cut short by the 20 ms poll timeout of recv (a busy host
+        # may leave the client unscheduled that long): sends get a timeout of their own
+        conn.settimeout(10)
+        try:
+            self._send(conn, item)
+        finally:
+            conn.settimeout(0.02)
+
+    def _send(self, conn: socket.socket, item: Any) -> None:
+        if isinstance(item, Drip):
+            for i in range(len(item.data)):
+                if self._stop.wait(item.every):
+                    return
+                conn.sendall(item.data[i:i + 1])
+            return
         data = item if isinstance(item, bytes) else json.dumps(item).encode() + b"\r\n"
         step = self.chunk or len(data)
         for i in range(0, len(data), step):

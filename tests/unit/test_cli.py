@@ -126,7 +126,7 @@ def test_internal_errors_are_one_line(tmp_path):
     (root / "etc/qemu-init").mkdir(parents=True)
     (root / "etc/qemu-init/registered").write_text("garbage\n")
     proc = qi(root, "list", check=1)
-    assert proc.stderr.strip() == f"qemu-init: {root}/etc/qemu-init/registered:1: not NUMBER NAME FOLDER: 'garbage'"
+    assert proc.stderr.strip() == f"{root}/etc/qemu-init/registered:1: not NUMBER NAME FOLDER: 'garbage'"
 
 
 def test_check_warns_when_stopdelays_cannot_fit_the_shutdown_budget(tmp_path):

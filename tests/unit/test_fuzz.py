@@ -58,3 +58,32 @@ def test_random_bytes(rc, cfg):
 def test_near_valid_files(extra, cfg_lines):
     rc = "NAME=fuzz1\nTGTARCH=qemu-system-x86_64\n" + "\n".join(extra) + "\n"
     load(rc.encode("utf-8", "surrogatepass"), ("\n".join(cfg_lines) + "\n").encode())
+
+
+registry_lines = st.one_of(
+    st.text(value_chars, max_size=40),
+    st.tuples(st.sampled_from(["0", "1", "2", "01", "999999", "1000000", "-1", "²"]),
+              st.sampled_from(["web1", "WEB1", "db1", "x-1", "a0", ""]),
+              st.sampled_from(["/srv/a", "srv", "/", "/a b", ""])).map(" ".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.lists(registry_lines, max_size=8).map(
+    lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass"))), st.binary(max_size=40), st.binary(max_size=60))
+def test_registry_files_give_problems_never_crashes(registered, counter, autostart):
+    """Whatever the three host files hold, the registry answers or raises one ConfigError."""
+    from qemu_init.errors import ConfigError
+    from qemu_init.paths import Layout, Paths
+    from qemu_init.registry import Registry
+    paths = Paths.for_layout(Layout(), os.path.join(FOLDER, "root"))
+    for path, data in ((paths.registered, registered), (paths.number_file, counter), (paths.autostart, autostart)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+    registry = Registry(paths)
+    for read in (registry.entries, registry.autostart, registry._next_number):
+        try:
+            read()
+        except ConfigError as exc:
+            assert len(exc.problems) == 1 and str(exc.problems[0]).startswith(os.path.join(FOLDER, "root"))
+    assert all(isinstance(p, Problem) and "\n" not in str(p) for p in registry.problems())

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from fakeqmp import CLOSE, FakeQMP, event, reply, sock_path  # noqa: F401  (sock_path: fixture)
-from qemu_init.errors import QMPConnectError, QMPExecuteError, QMPProtocolError, QMPTimeoutError
+from fakeqmp import BAD_PEERS, CLOSE, Drip, FakeQMP, event, reply, sock_path  # noqa: F401  (sock_path: fixture)
+from qemu_init.errors import QMPConnectError, QMPError, QMPExecuteError, QMPProtocolError, QMPTimeoutError
 from qemu_init.runtime.qmp import QMP
 
 
@@ -176,3 +176,55 @@ def test_socket_is_close_on_exec(sock_path):
     with FakeQMP(sock_path), QMP(sock_path, timeout=2) as q:
         q.connect()
         assert not os.get_inheritable(q._sock.fileno())
+
+
+# -- hostile or broken peers: every one is "no answer" (a QMPError), within the deadline -----------
+
+@pytest.mark.parametrize("peer", sorted(BAD_PEERS))
+def test_a_bad_reply_is_a_qmp_error_within_the_deadline(sock_path, peer):
+    with FakeQMP(sock_path, lambda server, message: BAD_PEERS[peer](message)), QMP(sock_path) as q:
+        q.connect(timeout=2)
+        started = time.monotonic()
+        with pytest.raises(QMPError) as caught:
+            q.execute("query-status", timeout=1.0)
+        took = time.monotonic() - started
+    assert took < 1.0 + 0.5, f"{peer}: {took:.2f} s for a 1 s deadline"
+    assert len(str(caught.value)) < 300 and "\n" not in str(caught.value)  # one line for a log
+
+
+@pytest.mark.parametrize("peer", sorted(BAD_PEERS))
+def test_a_bad_greeting_is_a_qmp_error_within_the_deadline(sock_path, peer):
+    said = BAD_PEERS[peer]({"id": "qi-0"})
+    with FakeQMP(sock_path, greeting=said[0] if said else None), QMP(sock_path) as q:
+        started = time.monotonic()
+        with pytest.raises(QMPError):
+            q.connect(timeout=1.0)
+        assert time.monotonic() - started < 1.5
+
+
+def test_the_line_cap_is_clear_and_bounds_the_memory(sock_path):
+    with FakeQMP(sock_path, lambda server, message: BAD_PEERS["huge-line"](message)), QMP(sock_path) as q:
+        with pytest.raises(QMPProtocolError, match=r"longer than 8 MiB"):
+            q.execute("query-status", timeout=5)
+        assert q._sock is None and not q._buf  # the connection and what it read are dropped
+
+
+def test_a_slow_drip_ends_at_the_deadline_not_per_byte(sock_path):
+    with FakeQMP(sock_path, lambda server, message: [Drip(b'{"return": {}' * 10, 0.1)]), QMP(sock_path) as q:
+        q.connect(timeout=2)
+        started = time.monotonic()
+        with pytest.raises(QMPTimeoutError, match="reply to 'query-status'"):
+            q.execute("query-status", timeout=0.6)
+        assert 0.55 < time.monotonic() - started < 1.0
+
+
+def test_an_unparsable_error_description_is_not_repeated(sock_path):
+    with FakeQMP(sock_path, lambda server, message: BAD_PEERS["error-not-text"](message)), QMP(sock_path) as q:
+        with pytest.raises(QMPExecuteError, match="^query-status: failed$"):
+            q.execute("query-status", timeout=2)
+
+
+def test_human_wants_text(sock_path):
+    with FakeQMP(sock_path, lambda server, message: [reply(message, ["not", "text"])]), QMP(sock_path) as q:
+        with pytest.raises(QMPProtocolError, match="not text"):
+            q.human("info status", timeout=2)

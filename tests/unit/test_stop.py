@@ -18,7 +18,7 @@ import types
 
 import pytest
 
-from fakeqmp import CLOSE, FakeQMP, event, reply, sock_path  # noqa: F401  (sock_path: fixture)
+from fakeqmp import BAD_PEERS, CLOSE, FakeQMP, event, reply, sock_path  # noqa: F401  (sock_path: fixture)
 from qemu_init.errors import GuestError, QMPConnectError
 from qemu_init.runtime import control, stop
 from qemu_init.runtime.qmp import QMP
@@ -226,6 +226,33 @@ def test_split_replies_and_interleaved_events(sock_path):
         steps = run(sock_path, guest, grace=5, timing=stop.Timing(resend=0.2, qmp_timeout=1.0, poll=0.01))
     assert states(steps) == [POWERDOWN, GONE]
     assert guest.powerdowns == 2
+
+
+@pytest.mark.parametrize("peer", sorted(BAD_PEERS))
+def test_any_qmp_trouble_ends_in_signals(sock_path, peer):
+    """A peer that is no QEMU (or a broken one) counts as no answer: the machine escalates."""
+    guest = FakeGuest()
+    with FakeQMP(sock_path, lambda server, message: BAD_PEERS[peer](message)):
+        started = time.monotonic()
+        steps = run(sock_path, guest, grace=0.5)
+        took = time.monotonic() - started
+    assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
+    assert steps[2].why.startswith("QMP quit failed (")
+    assert guest.signals == [signal.SIGTERM]
+    assert took <= 0.5 + FAST.forced + 0.5  # the grace, the forced steps' budget, slack for a busy host
+
+
+def test_a_bug_while_talking_qmp_still_ends_in_signals():
+    """Defence in depth: whatever the QMP sender raises, the guest is forced off, not left running."""
+    guest = FakeGuest()
+
+    def broken(command, timeout):
+        raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
+
+    steps = []
+    stop.run(guest.alive, guest.signal, broken, 0.3, timing=FAST, report=steps.append)
+    assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
+    assert "RecursionError: maximum recursion depth" in steps[2].why and guest.signals == [signal.SIGTERM]
 
 
 def test_nothing_is_signalled_once_the_guest_is_gone(sock_path):

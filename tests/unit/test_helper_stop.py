@@ -1,0 +1,76 @@
+"""`qemu-init-helper stop` as the init scripts run it, against a process that passes for the guest
+and a control socket served by a hostile or broken peer (fakeqmp.BAD_PEERS): nested JSON, a 40 MB
+line, garbage, invalid UTF-8, a slow drip, silence. Each stop must force the process off within its
+bounds (STOPDELAY + the forced steps' budget), exit 0 and say nothing of a traceback.
+
+The stand-in is a sleeping Python whose /proc cmdline reads ``qemu-system-x86_64 … -name NAME``
+(argv[0] set as ``exec -a`` would): what the helper's identity check looks at. A real QEMU could
+not be given these answers; the real-QEMU stop runs in tests/e2e/test_runtime_qemu.py.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fakeqmp import BAD_PEERS, FakeQMP, sock_path  # noqa: F401  (sock_path: fixture)
+from qemu_init.runtime import proc
+from qemu_init.runtime.stop import Timing
+
+HELPER = [sys.executable, "-m", "qemu_init.runtime.helper"]
+NAME = "qmpbad1"
+STOPDELAY = 1.0
+STARTUP = 3.0  # a fresh interpreter on a busy 2-core host, plus the test's own polling
+
+
+def _stand_in(ignore_sigterm: bool = False) -> subprocess.Popen:
+    code = "import signal, time\n"
+    if ignore_sigterm:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "print('ready', flush=True)\ntime.sleep(120)\n"
+    child = subprocess.Popen(["qemu-system-x86_64", "-c", code, "-name", f"{NAME},debug-threads=on"],
+                             executable=sys.executable, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline() == "ready\n"  # signal handler set
+    assert proc.is_guest(child.pid, NAME, (os.getuid(),))  # it runs as us, which the stop is told below
+    return child
+
+
+@pytest.mark.parametrize("peer, ignore_sigterm", [
+    *((peer, False) for peer in sorted(BAD_PEERS)),
+    ("nested", True),  # and one that shrugs off SIGTERM: SIGKILL follows
+])
+def test_stop_forces_the_guest_off_whatever_qmp_says(sock_path, peer, ignore_sigterm):
+    folder = os.path.dirname(sock_path)
+    pidfile, log = f"{folder}/{NAME}.pid", f"{folder}/{NAME}.log"
+    guest = _stand_in(ignore_sigterm)
+    try:
+        with open(pidfile, "w") as f:
+            f.write(f"{guest.pid}\n")
+        with FakeQMP(sock_path, lambda server, message: BAD_PEERS[peer](message)):
+            started = time.monotonic()
+            result = subprocess.run([*HELPER, "stop", NAME, "--pidfile", pidfile, "--qmp", sock_path,
+                                     "--lock", f"{folder}/{NAME}.lock", "--log", log,
+                                     "--runas", pwd.getpwuid(os.getuid()).pw_name, "--stopdelay", f"{STOPDELAY:g}"],
+                                    capture_output=True, text=True, timeout=60)
+            took = time.monotonic() - started
+        code = guest.wait(timeout=5)  # the helper saw it exit; we reap it
+    finally:
+        guest.kill()
+        guest.wait()
+        guest.stdout.close()
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert code == -(signal.SIGKILL if ignore_sigterm else signal.SIGTERM)
+    assert took <= STOPDELAY + Timing().forced + STARTUP, f"{peer}: stop took {took:.1f} s"
+    lines = result.stdout.splitlines()
+    states = [line.split()[1] for line in lines]
+    assert states == ["POWERDOWN", "QUIT", "TERM", *(["KILL"] if ignore_sigterm else []), "GONE"], lines
+    assert "QMP quit failed (" in lines[2]
+    assert not os.path.exists(pidfile)
+    with open(log) as f:
+        assert "stop: GONE" in f.read()
