@@ -129,8 +129,8 @@ class Inventory:
             for rc in rcfiles(target):
                 known = next((l for l in registered if l.rcfile == rc), None)
                 if known is None:
-                    guest, problems = load_guest(rc, self.host)
-                    known = Loaded(rc, None, guest, problems)
+                    guest, found = load_guest(rc, self.host)
+                    known = Loaded(rc, None, guest, found)
                 selected.append(known)
 
         next_number = max([e.number for e in self.entries()] + [0]) + 1

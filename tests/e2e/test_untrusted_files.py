@@ -77,7 +77,7 @@ def files(box: Root) -> dict:
     return found
 
 
-def guest_files(folder: str, name: str, rc_extra: str = "", cfg: str = "-nodefaults\n") -> str:
+def guest_files(folder: str, name: str, rc_extra: str = "", cfg: str = "") -> str:
     os.makedirs(folder, exist_ok=True)
     rc = os.path.join(folder, f"{name}-qemud.rc")
     Path(rc).write_text(STUBBORN.format(name=name, extra=rc_extra))
@@ -95,7 +95,7 @@ ROOTS_CODE = ["-netdev tap,id=n1,script=/home/u/x.sh", "-plugin /home/u/x.so", "
 @pytest.mark.parametrize("raw", ROOTS_CODE)
 def test_a_guest_folder_owned_by_a_user_is_refused_by_check_and_register(box, user, raw):
     folder = box.path("vms", "theirs")
-    rc = guest_files(folder, "evil1", cfg=f"-nodefaults\n{raw}\n")
+    rc = guest_files(folder, "evil1", cfg=f"{raw}\n")
     give(user, folder, rc, os.path.join(folder, "evil1-qemu.cfg"))
     before = files(box)
 

@@ -136,7 +136,8 @@ def qemu_guest_args(
 
     The serial console goes to ``serial_log``; the guest's hostname is ``name``, which is also
     QEMU's ``-name``. Add ``-qmp``, ``-daemonize``, ``-pidfile``, NICs and so on after these.
-    ``-nodefaults`` means no NIC unless one is given (QEMU would otherwise add a user-mode one).
+    ``-nic none``: no NIC unless one is given (QEMU would otherwise add a user-mode one), as
+    qemu-init's own command line says for a guest without a bridge.
     ``panic=-1`` with ``-no-reboot`` turns a guest panic into QEMU exiting.
     """
     guest = guest or build_test_guest()
@@ -147,7 +148,7 @@ def qemu_guest_args(
         "-name", name,
         "-accel", "tcg",
         "-m", memory,
-        "-nodefaults",
+        "-nic", "none",
         "-no-user-config",
         "-display", "none",
         "-no-reboot",
