@@ -10,7 +10,7 @@ cp -R "$here/examples/demo" "$root/guests/demo"
 export QEMU_INIT_ROOT="$root"
 say() { printf '\n$ %s\n' "$*"; "$@"; }
 say qemu-init register "$root/guests/demo"
-say qemu-init autostart on demo
+say qemu-init autostart demo on
 say qemu-init list
 say qemu-init check demo
 say qemu-init show demo

@@ -11,7 +11,9 @@ import os
 import sys
 from typing import List, Optional
 
+import click
 import typer
+import typer.core
 
 from . import __version__
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest
@@ -20,9 +22,28 @@ from .inventory import Inventory, rcfiles
 from .paths import ROOT_ENV, host_paths
 from . import values
 
+# Plain help and one-line errors on every Typer we allow: Typer draws boxes whenever it can import
+# rich (Debian may have python3-rich installed); qemu-init prints as systemctl does.
+if getattr(typer.core, "rich", None) is not None:
+    typer.core.rich = None
+
 app = typer.Typer(help="QEMU guests described by tiny text files, run by plain init scripts.",
                   no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
-autostart_app = typer.Typer(help="Which guests the host service starts at boot.", no_args_is_help=True)
+
+
+class _AutostartGroup(typer.core.TyperGroup):
+    """`autostart NAME on|off` (SPEC §8) is `autostart on|off NAME`: the name comes first the way
+    one says it, and a guest can never be called like a subcommand (on, off, list) anyway."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if len(args) == 2 and args[1] in ("on", "off") and args[0] not in self.commands:
+            args = [args[1], args[0]]
+        return super().parse_args(ctx, args)
+
+
+autostart_app = typer.Typer(help="Which guests the host service starts at boot:"
+                                 " autostart NAME on|off, autostart list.",
+                            no_args_is_help=True, cls=_AutostartGroup)
 qemud_app = typer.Typer(help="The host service: start, stop and show all guests.", no_args_is_help=True)
 app.add_typer(autostart_app, name="autostart")
 app.add_typer(qemud_app, name="qemud")
@@ -55,6 +76,26 @@ def _complete_init_or_all(incomplete: str) -> List[str]:
     return [i for i in INIT_SYSTEMS + ("all",) if i.startswith(incomplete)]
 
 
+def _seconds(value: Optional[str]) -> Optional[float]:
+    """--timeout S: a number of seconds, 0 or more (a usage error otherwise, exit 2)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also refuses nan
+        raise typer.BadParameter(f"not a number of seconds (0 or more): {value!r}")
+    return seconds
+
+
+def _init_system(value: Optional[str]) -> Optional[str]:
+    from .render import INIT_SYSTEMS
+    if value is not None and value not in INIT_SYSTEMS:
+        raise typer.BadParameter(f"{value!r} is not an init system (use {', '.join(INIT_SYSTEMS)})")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"qemu-init {__version__}")
@@ -85,8 +126,8 @@ def report(problems: List[Problem]) -> None:
 # --- configuration --------------------------------------------------------------------------
 
 @app.command()
-def new(name: str = typer.Argument(..., help="The new guest's name."),
-        dir: str = typer.Option(".", "--dir", help="Folder for the guest's files.")) -> None:
+def new(name: str = typer.Argument(..., metavar="NAME", help="The new guest's name."),
+        dir: str = typer.Option(".", "--dir", metavar="DIR", help="Folder for the guest's files.")) -> None:
     """Write a commented rc-file and cfg-file for a new guest."""
     from . import render
     from .files import write_atomic
@@ -126,7 +167,7 @@ def register(paths: List[str] = typer.Argument(..., metavar="PATH...",
 
 
 @app.command()
-def unregister(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+def unregister(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Forget a guest (its files stay). Refused while it runs."""
     inventory = inv()
     entry = inventory.registry.get(name)
@@ -152,14 +193,12 @@ def list_guests() -> None:
 @app.command()
 def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
                                               help="Guests or files to check (default: all registered)."),
-          init: Optional[str] = typer.Option(None, "--init", autocompletion=_complete_init,
+          init: Optional[str] = typer.Option(None, "--init", metavar="sysv|openrc|bsd|systemd",
+                                             autocompletion=_complete_init, callback=_init_system,
                                              help="Check the shutdown budget of this init system"
                                                   " (default: this host's).")) -> None:
     """Validate guests; exit 0 when clean, 1 on errors (warnings do not fail)."""
     from . import install as installer
-    from .render import INIT_SYSTEMS
-    if init is not None and init not in INIT_SYSTEMS:
-        raise QemuInitError(f"--init {init}: not an init system (use {', '.join(INIT_SYSTEMS)})")
     problems = inv().check(targets or [], init or installer.detect_init())
     report(problems)
     errors = sum(p.level == ERROR for p in problems)
@@ -169,7 +208,7 @@ def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
 
 
 @app.command()
-def show(name: str = typer.Argument(..., autocompletion=complete_guest),
+def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
          argv: bool = typer.Option(False, "--argv", help="Print only the QEMU command line.")) -> None:
     """Effective configuration, then the QEMU command line, one argument per line."""
     inventory = inv()
@@ -192,16 +231,24 @@ def show(name: str = typer.Argument(..., autocompletion=complete_guest),
         typer.echo(word)
 
 
+def _set_autostart(names: List[str], on: bool) -> None:
+    registry = inv().registry
+    entries = [registry.get(name) for name in names]  # every name known, or nothing changes
+    for entry in entries:
+        registry.set_autostart(entry.name, on)
+        typer.echo(f"{entry.name}: {'started' if on else 'not started'} at host boot")
+
+
 @autostart_app.command("on")
-def autostart_on(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """Start NAME at host boot (appended to the start order)."""
-    inv().registry.set_autostart(name, True)
+def autostart_on(names: List[str] = typer.Argument(..., metavar="NAME...", autocompletion=complete_guest)) -> None:
+    """Start NAME at host boot, last in the order (also: autostart NAME on)."""
+    _set_autostart(names, True)
 
 
 @autostart_app.command("off")
-def autostart_off(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """Do not start NAME at host boot."""
-    inv().registry.set_autostart(name, False)
+def autostart_off(names: List[str] = typer.Argument(..., metavar="NAME...", autocompletion=complete_guest)) -> None:
+    """Do not start NAME at host boot (also: autostart NAME off)."""
+    _set_autostart(names, False)
 
 
 @autostart_app.command("list")
@@ -270,15 +317,15 @@ def _state(name: str) -> str:
 
 
 @app.command()
-def start(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Start a guest (the same code path as its init script)."""
     with _guest(name) as (gc, control):
         control.start(gc)
 
 
 @app.command()
-def stop(name: str = typer.Argument(..., autocompletion=complete_guest),
-         timeout: Optional[int] = typer.Option(None, "--timeout", metavar="S",
+def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+         timeout: Optional[str] = typer.Option(None, "--timeout", metavar="S", callback=_seconds,
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
          force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
     """Shut a guest down cleanly: power button, wait, then force it off."""
@@ -287,7 +334,7 @@ def stop(name: str = typer.Argument(..., autocompletion=complete_guest),
 
 
 @app.command()
-def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+def restart(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Stop, then start a guest."""
     with _guest(name) as (gc, control):
         control.stop(gc, progress=_progress(gc.name))
@@ -295,9 +342,8 @@ def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> N
 
 
 @app.command()
-def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """One line about the guest; exits with the LSB status code (0 running, 1 dead, 3 stopped,
-    4 unknown)."""
+def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
+    """One line about the guest; the exit code is LSB's: 0 running, 1 dead, 3 stopped, 4 unknown."""
     try:
         with _guest(name) as (gc, control):
             code, line = control.status(gc)
@@ -312,8 +358,8 @@ def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> No
 
 
 @app.command()
-def monitor(name: str = typer.Argument(..., autocompletion=complete_guest),
-            command: List[str] = typer.Argument(None, help="A monitor command; none: interactive session.")) -> None:
+def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+            command: List[str] = typer.Argument(None, metavar="[COMMAND]...", help="A monitor command; none: interactive session.")) -> None:
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
     with _guest(name) as (gc, control):
         raise typer.Exit(control.monitor(gc, " ".join(command) if command else None))
@@ -348,10 +394,31 @@ def qemud_status() -> None:
     raise typer.Exit(0 if all(r[1] in ("running", "paused") for r in rows if r[5] == "yes") else 3)
 
 
+def _usage_error(exc: click.UsageError) -> int:
+    """One line, as systemctl says it, and where to read more: Click's wording, our shape."""
+    message = exc.format_message().strip().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    typer.echo(f"qemu-init: {message}", err=True)
+    where = exc.ctx.command_path if exc.ctx is not None else "qemu-init"
+    typer.echo(f"Try '{where} --help'.", err=True)
+    return 2  # LSB and sysexits' EX_USAGE tradition: 2 for a bad command line
+
+
 def main() -> None:
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="qemu-init")
+        # standalone_mode=False: usage errors come to us instead of being printed by Typer
+        # (a box, in some versions); Exit codes come back as the return value.
+        code = command.main(prog_name="qemu-init", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.UsageError as exc:
+        sys.exit(_usage_error(exc))
+    except click.ClickException as exc:  # e.g. a file Click could not open
+        typer.echo(f"qemu-init: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:  # Ctrl-C or end of input at a prompt
+        typer.echo("qemu-init: interrupted", err=True)
+        sys.exit(130)
     except ConfigError as exc:
         report(exc.problems)
         sys.exit(exc.exit_code)
