@@ -118,9 +118,9 @@ def table(rows: List[List[str]], headers: List[str]) -> None:
         typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
-def report(problems: List[Problem]) -> None:
+def report(problems: List[Problem], err: bool = True) -> None:
     for problem in problems:
-        typer.echo(str(problem), err=True)
+        typer.echo(str(problem), err=err)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -200,10 +200,10 @@ def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
     """Validate guests; exit 0 when clean, 1 on errors (warnings do not fail)."""
     from . import install as installer
     problems = inv().check(targets or [], init or installer.detect_init())
-    report(problems)
+    report(problems, err=False)  # the result itself: `check | less` shows it
     errors = sum(p.level == ERROR for p in problems)
     warnings = len(problems) - errors
-    typer.echo(f"{errors} error(s), {warnings} warning(s)", err=bool(problems))
+    typer.echo(f"{errors} error(s), {warnings} warning(s)")
     raise typer.Exit(1 if errors else 0)
 
 
@@ -214,13 +214,16 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
     inventory = inv()
     entry, guest = inventory.guest(name)
     plan = inventory.plan(entry, guest)
+    # What reading changed (STOPDELAY raised to MINSTOPDELAY): said, not silently applied.
+    report([p for p in inventory.load_entry(entry).problems if p.level != ERROR])
+    raised = any(p.key == "STOPDELAY" for p in inventory.load_entry(entry).problems)
     if not argv:
         rows = [["number", str(entry.number)], ["name", guest.name], ["description", guest.desc],
                 ["rc-file", guest.rcfile.path], ["cfg-file", guest.cfgfile.path if guest.cfgfile else "-"],
                 ["emulator", guest.tgtarch], ["run as", guest.runas or "(not dropped)"],
                 ["memory", guest.ram or "QEMU's"], ["cpus", guest.smp or "QEMU's"],
                 ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
-                ["stop delay", f"{guest.stopdelay} s"], ["boot delay", f"{guest.bootdelay} s"],
+                ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")], ["boot delay", f"{guest.bootdelay} s"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, t in zip(guest.nics, plan.taps)]

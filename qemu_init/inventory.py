@@ -26,6 +26,13 @@ class Loaded:
     entry: Optional[Entry]  # None: not registered
     guest: Optional[Guest]  # None: unreadable or invalid
     problems: List[Problem]
+    partial: Optional[Guest] = None  # as far as it could be read, errors or not (for check only)
+
+
+def _load(rcfile: str, entry: Optional[Entry], host) -> Loaded:
+    partial, problems = load_guest(rcfile, host, partial=True)
+    valid = partial is not None and not any(p.level == ERROR for p in problems)
+    return Loaded(rcfile, entry, partial if valid else None, problems, partial)
 
 
 def rcfiles(target: str) -> List[str]:
@@ -55,13 +62,14 @@ class Inventory:
         """The guest's files, read once per Inventory (one command): `check` and the rendering
         or the host service after it see the same guest without parsing it again."""
         if entry not in self._loaded:
-            guest, problems = load_guest(entry.rcfile, self.host)
-            if guest is not None and guest.name != entry.name:
-                problems.append(Problem(entry.rcfile, guest.lines.get("NAME"), "NAME",
-                                        f"registered as {entry.name!r}; unregister and register again"))
-            self._loaded[entry] = Loaded(entry.rcfile, entry, guest, problems)
+            loaded = _load(entry.rcfile, entry, self.host)
+            if loaded.partial is not None and loaded.partial.name != entry.name:
+                loaded.problems.append(Problem(entry.rcfile, loaded.partial.lines.get("NAME"), "NAME",
+                                               f"registered as {entry.name!r}; unregister and register again"))
+                loaded.guest = None
+            self._loaded[entry] = loaded
         loaded = self._loaded[entry]
-        return Loaded(loaded.rcfile, entry, loaded.guest, list(loaded.problems))  # callers may add
+        return Loaded(loaded.rcfile, entry, loaded.guest, list(loaded.problems), loaded.partial)  # callers may add
 
     def load_all(self) -> List[Loaded]:
         return [self.load_entry(e) for e in self.entries()]
@@ -124,8 +132,7 @@ class Inventory:
             for rc in rcfiles(target):
                 known = next((l for l in registered if l.rcfile == rc), None)
                 if known is None:
-                    guest, problems = load_guest(rc, self.host)
-                    known = Loaded(rc, None, guest, problems)
+                    known = _load(rc, None, self.host)
                 selected.append(known)
 
         problems = list(self.host_problems)
@@ -135,7 +142,7 @@ class Inventory:
         selected = list({l.rcfile: l for l in selected}.values())  # a file named twice counts once
         for loaded in selected:
             problems += loaded.problems
-            guest = loaded.guest
+            guest = loaded.partial  # a guest with errors is still looked at: all problems at once
             if guest is None:
                 continue
             if loaded.entry is None:
@@ -148,14 +155,21 @@ class Inventory:
                 numbers[guest.name.lower()] = next_number
                 owners[guest.name.lower()] = loaded.rcfile
                 next_number += 1
-            guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths, self.facts(guest))
-            problems += checks.plan_limits(guest, guest_plan, self.paths)
+            if loaded.guest is not None:  # a command line only from files without errors
+                guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths, self.facts(guest))
+                problems += checks.plan_limits(guest, guest_plan, self.paths)
             problems += checks.on_host(guest)
 
-        everyone = list({l.rcfile: l.guest for l in registered + selected if l.guest}.values())
+        everyone = list({l.rcfile: l.partial for l in registered + selected if l.partial}.values())
         mine = {l.rcfile for l in selected}
         problems += [p for p in checks.cross_guest(everyone, numbers, self.host, numbers)
                      if p.path in mine or (p.path.endswith(CFG_SUFFIX) and p.path[:-len(CFG_SUFFIX)] + RC_SUFFIX in mine)]
         if init:
             problems += checks.shutdown_budget(everyone, self.host, init)
-        return list(dict.fromkeys(problems))  # a problem seen twice is said once
+        # A key found wrong is said once, for what is wrong with it: the later phases saw its
+        # default, not the value in the file.
+        own = {p for l in selected for p in l.problems}
+        wrong = {(p.path, p.key) for p in own if p.level == ERROR}
+        problems = [p for p in problems if p in own or (p.path, p.key) not in wrong]
+        problems = list(dict.fromkeys(problems))  # a problem seen twice is said once
+        return sorted(problems, key=lambda p: (p.path, p.line or 0))
