@@ -109,13 +109,42 @@ def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show a traceback for internal errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
+    # A root that does not exist is a typo, not an empty host; only the commands that make a
+    # host's folders may start from nothing.
+    command = click.get_current_context().invoked_subcommand
+    if root and not os.path.isdir(root) and command not in _MAKE_ROOT:
+        raise typer.BadParameter(f"{root}: no such folder", param_hint="'--root'")
     State.inventory = Inventory(host_paths(root))
 
 
-def table(rows: List[List[str]], headers: List[str]) -> None:
+_MAKE_ROOT = ("new", "register", "generate", "install")
+
+
+def _none_registered() -> None:
+    """No guest: and which configuration folder was looked at, and whether it exists."""
+    etcdir = inv().paths.etcdir
+    where = etcdir if os.path.isdir(etcdir) else f"{etcdir} (no such folder)"
+    typer.echo(f"no guests registered in {where}; qemu-init new NAME, then qemu-init register PATH")
+
+
+WIDTH = 100  # tables fit this many columns; details are in `status NAME` and `show NAME`
+
+
+def table(rows: List[List[str]], headers: List[str], cut: bool = False) -> None:
+    """Columns two spaces apart. ``cut``: the last column (free text) ends at WIDTH with '…'."""
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
     for row in [headers] + rows:
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        line = "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+        typer.echo(line[:WIDTH - 1] + "…" if cut and len(line) > WIDTH else line)
+
+
+def emit_json(value: object) -> None:
+    """--json: the schemas are in man/qemu-init.8 (JSON OUTPUT); keys are only ever added."""
+    import json
+    typer.echo(json.dumps(value, indent=2))
+
+
+JSON_HELP = "Print JSON (schema: qemu-init(8), JSON OUTPUT)."
 
 
 def report(problems: List[Problem], err: bool = True) -> None:
@@ -178,16 +207,19 @@ def unregister(name: str = typer.Argument(..., metavar="NAME", autocompletion=co
 
 
 @app.command("list")
-def list_guests() -> None:
-    """Registered guests: number, name, folder, autostart, state."""
-    inventory = inv()
-    auto = {n.lower() for n in inventory.registry.autostart()}
-    rows = [[str(e.number), e.name, e.folder, "yes" if e.name.lower() in auto else "no", _state(e.name)]
-            for e in inventory.entries()]
+def list_guests(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Registered guests: number, name, autostart, state, folder."""
+    from . import hostsvc
+    guests = hostsvc.states(inv())
+    if as_json:
+        emit_json(guests)
+        return
+    rows = [[str(g["number"]), g["name"], "yes" if g["autostart"] else "no",
+             str(g["state"]) + (" (files have errors)" if g["problem"] else ""), g["folder"]] for g in guests]
     if rows:
-        table(rows, ["NR", "NAME", "FOLDER", "AUTOSTART", "STATE"])
+        table(rows, ["NR", "NAME", "AUTOSTART", "STATE", "FOLDER"])
     else:
-        typer.echo("no guests registered (qemu-init new NAME, then qemu-init register PATH)")
+        _none_registered()
 
 
 @app.command()
@@ -196,27 +228,50 @@ def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
           init: Optional[str] = typer.Option(None, "--init", metavar="sysv|openrc|bsd|systemd",
                                              autocompletion=_complete_init, callback=_init_system,
                                              help="Check the shutdown budget of this init system"
-                                                  " (default: this host's).")) -> None:
+                                                  " (default: this host's)."),
+          as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Validate guests; exit 0 when clean, 1 on errors (warnings do not fail)."""
     from . import install as installer
+    if not targets and not inv().entries() and not as_json:
+        _none_registered()
     problems = inv().check(targets or [], init or installer.detect_init())
-    report(problems, err=False)  # the result itself: `check | less` shows it
     errors = sum(p.level == ERROR for p in problems)
     warnings = len(problems) - errors
-    typer.echo(f"{errors} error(s), {warnings} warning(s)")
+    if as_json:
+        emit_json({"errors": errors, "warnings": warnings,
+                   "problems": [{"path": p.path, "line": p.line, "key": p.key, "level": p.level,
+                                 "message": p.message} for p in problems]})
+    else:
+        report(problems, err=False)  # the result itself: `check | less` shows it
+        typer.echo(f"{errors} error(s), {warnings} warning(s)")
     raise typer.Exit(1 if errors else 0)
 
 
 @app.command()
 def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
-         argv: bool = typer.Option(False, "--argv", help="Print only the QEMU command line.")) -> None:
+         argv: bool = typer.Option(False, "--argv", help="Print only the QEMU command line."),
+         as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Effective configuration, then the QEMU command line, one argument per line."""
     inventory = inv()
     entry, guest = inventory.guest(name)
     plan = inventory.plan(entry, guest)
     # What reading changed (STOPDELAY raised to MINSTOPDELAY): said, not silently applied.
-    report([p for p in inventory.load_entry(entry).problems if p.level != ERROR])
-    raised = any(p.key == "STOPDELAY" for p in inventory.load_entry(entry).problems)
+    warnings = [p for p in inventory.load_entry(entry).problems if p.level != ERROR]
+    raised = any(p.key == "STOPDELAY" for p in warnings)
+    if as_json:
+        emit_json({
+            "number": entry.number, "name": guest.name, "description": guest.desc,
+            "rcfile": guest.rcfile.path, "cfgfile": guest.cfgfile.path if guest.cfgfile else None,
+            "emulator": guest.tgtarch, "runas": guest.runas or None, "memory": guest.ram or None,
+            "cpus": guest.smp or None, "kvm": guest.kvm, "monitor": plan.monitor, "vnc": plan.vnc,
+            "stopdelay": guest.stopdelay, "bootdelay": guest.bootdelay, "depends": list(guest.depends),
+            "pidfile": plan.pidfile, "qmp": plan.qmp,
+            "nics": [{"index": n.index, "bridge": n.bridge, "model": n.model, "mac": n.mac, "tap": t}
+                     for n, t in zip(guest.nics, plan.taps)],
+            "drives": [{"kind": d.kind, "index": d.index, "file": d.file} for d in guest.drives],
+            "argv": list(plan.argv), "warnings": [str(p) for p in warnings]})
+        return
+    report(warnings)
     if not argv:
         rows = [["number", str(entry.number)], ["name", guest.name], ["description", guest.desc],
                 ["rc-file", guest.rcfile.path], ["cfg-file", guest.cfgfile.path if guest.cfgfile else "-"],
@@ -295,28 +350,31 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
 # --- runtime --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _guest(name: str):
+def _guest(name: str, despite_errors: bool = False):
     """(GuestControl, runtime.control) of a registered guest; runtime errors name the guest,
-    as the init scripts' helper does."""
+    as the init scripts' helper does. ``despite_errors``: a guest whose files went bad since it
+    was registered is still seen and stopped, from what its name and pid file tell (the problems
+    are said on stderr first)."""
     from .runtime import control
     inventory = inv()
-    entry, guest = inventory.guest(name)
     try:
-        yield inventory.control(entry, guest), control
+        entry, guest = inventory.guest(name)
+        gc = inventory.control(entry, guest)
+    except ConfigError as exc:
+        if not despite_errors:
+            raise
+        report(exc.problems)
+        gc = inventory.bare_control(inventory.registry.get(name).name)
+        typer.echo(f"qemu-init: {gc.name}: its files have errors; using its pid file and control socket",
+                   err=True)
+    try:
+        yield gc, control
     except GuestError as exc:
-        raise GuestError(f"{guest.name}: {exc}", exc.exit_code) from None
+        raise GuestError(f"{gc.name}: {exc}", exc.exit_code) from None
 
 
 def _progress(name: str):
     return lambda step: typer.echo(f"{name}: {step}", err=True)
-
-
-def _state(name: str) -> str:
-    try:
-        with _guest(name) as (gc, control):
-            return control.status(gc)[1].split(": ", 1)[-1]
-    except QemuInitError:
-        return "running, configuration invalid" if inv().running(name) else "configuration invalid"
 
 
 @app.command()
@@ -332,7 +390,7 @@ def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
          force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
     """Shut a guest down cleanly: power button, wait, then force it off."""
-    with _guest(name) as (gc, control):
+    with _guest(name, despite_errors=True) as (gc, control):
         control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))
 
 
@@ -345,14 +403,19 @@ def restart(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
 
 
 @app.command()
-def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
+def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """One line about the guest; the exit code is LSB's: 0 running, 1 dead, 3 stopped, 4 unknown."""
+    if as_json:
+        from . import hostsvc
+        inventory = inv()
+        state = hostsvc.guest_state(inventory, inventory.registry.get(name),
+                                    {n.lower() for n in inventory.registry.autostart()})
+        emit_json(state)
+        raise typer.Exit({v: k for k, v in hostsvc.STATES.items()}.get(str(state["state"]), 0))
     try:
-        with _guest(name) as (gc, control):
+        with _guest(name, despite_errors=True) as (gc, control):
             code, line = control.status(gc)
-    except ConfigError as exc:
-        report(exc.problems)
-        raise typer.Exit(4)  # LSB: status unknown
     except QemuInitError as exc:
         typer.echo(f"qemu-init: {exc}", err=True)
         raise typer.Exit(4)
@@ -385,16 +448,20 @@ def qemud_stop() -> None:
 
 
 @qemud_app.command("status")
-def qemud_status() -> None:
+def qemud_status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """A table of every registered guest; exit 0 while every autostart guest runs, else 3."""
     from . import hostsvc
-    rows = hostsvc.status(inv())
-    if rows:
-        table(rows, ["NAME", "STATE", "PID", "VNC", "MONITOR", "AUTOSTART", "DESCRIPTION"])
+    guests = hostsvc.states(inv())
+    if as_json:
+        emit_json(guests)
+    elif guests:
+        table([[g["name"], g["state"], str(g["pid"] or "-"), "yes" if g["autostart"] else "no",
+                "files have errors: qemu-init check" if g["problem"] else g["description"]] for g in guests],
+              ["NAME", "STATE", "PID", "AUTOSTART", "DESCRIPTION"], cut=True)
     else:
-        typer.echo("no guests registered")
+        _none_registered()
     # LSB: the service is "running" (0) while every autostart guest runs, else "not running" (3).
-    raise typer.Exit(0 if all(r[1] in ("running", "paused") for r in rows if r[5] == "yes") else 3)
+    raise typer.Exit(0 if all(g["pid"] for g in guests if g["autostart"]) else 3)
 
 
 def _usage_error(exc: click.UsageError) -> int:

@@ -35,7 +35,7 @@ def test_new_register_list_show_check(tmp_path):
     assert "registered web1 as number 1" in out
     assert (root / "etc/qemu-init/registered").read_text().splitlines()[1:] == [f"1 web1 {vms}"]
     listing = qi(root, "list", check=0).stdout
-    assert "web1" in listing and "not running" in listing
+    assert "web1" in listing and "stopped" in listing
     argv = qi(root, "show", "--argv", "web1", check=0).stdout.splitlines()
     assert argv[:3] == ["qemu-system-x86_64", "-name", "web1,process=qemu-web1"]
     assert qi(root, "check").returncode == 0  # warnings (bridge, user) do not fail
@@ -44,7 +44,7 @@ def test_new_register_list_show_check(tmp_path):
 def test_check_reports_every_problem_one_line_each(tmp_path):
     folder = tmp_path / "vms"
     guest(folder, "web1", "RAM=lots\nFOO=1\n", cfg="DSK2=x.img\n-pidfile /x\n")
-    proc = qi(tmp_path / "root", "check", str(folder), check=1)
+    proc = qi(tmp_path, "check", str(folder), check=1)
     lines = [l for l in proc.stdout.splitlines() if ": " in l and "error(s)" not in l and "RUNAS" not in l]
     assert lines == [  # sorted by file and line
         f"{folder}/web1-qemu.cfg:1: DSK2: numbered with a gap: DSK1 is missing",
@@ -83,7 +83,7 @@ def test_dependency_cycle_is_an_error(tmp_path):
 
 
 def test_unknown_guest_and_bad_name_are_one_line(tmp_path):
-    root = tmp_path / "root"
+    root = tmp_path
     proc = qi(root, "show", "nosuch", check=1)
     assert proc.stderr.strip() == "qemu-init: nosuch: not a registered guest (see `qemu-init list`)"
     proc = qi(root, "new", "bad-name", "--dir", str(tmp_path), check=1)
@@ -145,7 +145,7 @@ def test_check_warns_when_stopdelays_cannot_fit_the_shutdown_budget(tmp_path):
 
 
 def test_the_same_name_twice_among_new_files_is_one_error_line(tmp_path):
-    root = tmp_path / "root"
+    root = tmp_path
     first, second = guest(tmp_path / "b", "db1"), guest(tmp_path / "c", "DB1")
     proc = qi(root, "check", str(tmp_path / "b"), str(tmp_path / "c"), check=1)
     assert f"{second}:1: NAME: 'DB1' is also the name in {first} (names are compared in lower case)" in proc.stdout
@@ -153,7 +153,7 @@ def test_the_same_name_twice_among_new_files_is_one_error_line(tmp_path):
 
 
 def test_status_of_an_unknown_guest_is_lsb_unknown_and_os_errors_are_one_line(tmp_path):
-    root = tmp_path / "root"
+    root = tmp_path
     proc = qi(root, "status", "nosuch1", check=4)
     assert proc.stderr.strip() == "qemu-init: nosuch1: not a registered guest (see `qemu-init list`)"
     proc = qi(root, "new", "foo1", "--dir", "/proc/self/nonexistent", check=1)

@@ -1,0 +1,39 @@
+"""The CLI's runtime commands as a user sees them (issue 14), with real QEMU guests: a guest whose
+files went bad, stop progress in plain words, the monitor of a stopped guest, --json."""
+
+import json
+from pathlib import Path
+
+import pytest
+from guestkit import qemu_processes
+from guestkit.qemuinit import qi, status_rows
+
+pytestmark = pytest.mark.qemu
+SMP_LOTS = "not a CPU count: 'lots' (e.g. 2, or 4,sockets=1,cores=4)"
+
+
+def test_a_running_guest_whose_files_went_bad_is_still_seen_and_stopped(qiroot):
+    rc = qiroot.guest("bad1")
+    qiroot.qi("start", "bad1")
+    pid = qiroot.pid("bad1")
+    Path(rc).write_text(Path(rc).read_text() + "SMP=lots\n")  # broken while it runs
+    line = len(Path(rc).read_text().splitlines())
+    problem = f"{rc}:{line}: SMP: " + SMP_LOTS
+
+    status = qi(qiroot.root, "status", "bad1", check=0)  # the truth about the process: it runs
+    assert status.stdout.startswith(f"bad1: running (pid {pid}")
+    assert status.stderr.splitlines() == [
+        problem, "qemu-init: bad1: its files have errors; using its pid file and control socket"]
+    as_json = json.loads(qi(qiroot.root, "status", "--json", "bad1", check=0).stdout)
+    assert (as_json["state"], as_json["pid"], as_json["problem"]) == ("running", pid, problem)
+
+    table = qi(qiroot.root, "qemud", "status", check=0).stdout  # not autostart: the service is "up"
+    assert status_rows(table)["bad1"] == ("running", str(pid))
+    assert "files have errors: qemu-init check" in table
+    listing = qi(qiroot.root, "list", check=0).stdout.splitlines()
+    assert listing[1].split()[:5] == ["1", "bad1", "no", "running", "(files", ] and "have errors)" in listing[1]
+
+    stopped = qi(qiroot.root, "stop", "bad1", check=0)
+    assert problem in stopped.stderr
+    assert qemu_processes(qiroot.root) == []
+    assert qi(qiroot.root, "status", "bad1", check=3).stdout == "bad1: not running\n"
