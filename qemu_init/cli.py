@@ -374,7 +374,7 @@ def _guest(name: str, despite_errors: bool = False):
 
 
 def _progress(name: str):
-    return lambda step: typer.echo(f"{name}: {step}", err=True)
+    return lambda step: typer.echo(f"{name}: {step.plain()}", err=True)
 
 
 @app.command()

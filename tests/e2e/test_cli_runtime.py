@@ -37,3 +37,22 @@ def test_a_running_guest_whose_files_went_bad_is_still_seen_and_stopped(qiroot):
     assert problem in stopped.stderr
     assert qemu_processes(qiroot.root) == []
     assert qi(qiroot.root, "status", "bad1", check=3).stdout == "bad1: not running\n"
+
+
+def test_cli_stop_says_in_plain_words_that_it_forced_a_stubborn_guest_off(qiroot):
+    from guestkit.qemuinit import STUBBORN
+    qiroot.guest("stub1", rc=STUBBORN.format(name="stub1", extra="").replace("STOPDELAY=1", "STOPDELAY=6"))
+    qiroot.qi("start", "stub1")
+    assert qi(qiroot.root, "monitor", "stub1", "info", "status", check=0).stdout == "VM status: running\n"
+    unknown = qi(qiroot.root, "monitor", "stub1", "frobnicate", check=1)  # HMP's "error" is text: caught
+    assert (unknown.stdout, unknown.stderr) == ("", "qemu-init: stub1: unknown command: 'frobnicate'\n")
+    stopped = qi(qiroot.root, "stop", "stub1", check=0)  # forced, and still a success (LSB)
+    assert stopped.stdout == ""
+    assert stopped.stderr.splitlines() == [
+        "stub1: pressing the power button, waiting up to 6 s for the guest to power off",
+        "stub1: waiting for the guest to power off, 1 s left",
+        "stub1: forcing it off: still running after 6 s",
+        "stub1: forced off after 6 s: did not react to the power button"]
+    assert qemu_processes(qiroot.root) == []
+    monitor = qi(qiroot.root, "monitor", "stub1", "info", "status", check=3)
+    assert (monitor.stdout, monitor.stderr) == ("", "qemu-init: stub1: not running (no control socket)\n")
