@@ -341,8 +341,18 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
                                                   help="Install under DIR (for packages).")) -> None:
     """Install the scripts of every registered guest, bridge and the host service, atomically."""
     from . import install as installer
+    from .render import helper_command
     chosen = init or installer.detect_init()
-    for path in installer.install(inv(), chosen, destdir):
+    tree = installer.development_tree(helper_command())
+    if tree:
+        typer.echo(f"qemu-init: warning: the scripts will call {helper_command()[0]}, in the development tree"
+                   f" {tree}: they stop working when it moves or its venv is rebuilt (for real use: make install,"
+                   " or the package)", err=True)
+
+    def removed(path: str) -> None:
+        typer.echo(f"removed {path} (its guest is no longer registered)")
+
+    for path in installer.install(inv(), chosen, destdir, removed=removed):
         typer.echo(f"installed {path}")
     typer.echo(installer.ENABLE_HINTS[chosen], err=True)
 
