@@ -209,8 +209,8 @@ def unregister(name: str = typer.Argument(..., metavar="NAME", autocompletion=co
 @app.command("list")
 def list_guests(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Registered guests: number, name, autostart, state, folder."""
-    from . import hostsvc
-    guests = hostsvc.states(inv())
+    from . import state
+    guests = state.states(inv())
     if as_json:
         emit_json(guests)
         return
@@ -417,12 +417,12 @@ def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=comple
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """One line about the guest; the exit code is LSB's: 0 running, 1 dead, 3 stopped, 4 unknown."""
     if as_json:
-        from . import hostsvc
+        from . import state
         inventory = inv()
-        state = hostsvc.guest_state(inventory, inventory.registry.get(name),
-                                    {n.lower() for n in inventory.registry.autostart()})
-        emit_json(state)
-        raise typer.Exit({v: k for k, v in hostsvc.STATES.items()}.get(str(state["state"]), 0))
+        guest = state.guest_state(inventory, inventory.registry.get(name),
+                                  {n.lower() for n in inventory.registry.autostart()})
+        emit_json(guest)
+        raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
     try:
         with _guest(name, despite_errors=True) as (gc, control):
             code, line = control.status(gc)
@@ -460,8 +460,8 @@ def qemud_stop() -> None:
 @qemud_app.command("status")
 def qemud_status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """A table of every registered guest; exit 0 while every autostart guest runs, else 3."""
-    from . import hostsvc
-    guests = hostsvc.states(inv())
+    from . import state
+    guests = state.states(inv())
     if as_json:
         emit_json(guests)
     elif guests:

@@ -112,3 +112,19 @@ def test_monitor_of_a_stopped_guest_is_one_clear_line(tmp_path):
     qi(tmp_path, "register", str(tmp_path / "vms"), check=0)
     proc = qi(tmp_path, "monitor", "web1", "info", "status", check=3)
     assert (proc.stdout, proc.stderr) == ("", "qemu-init: web1: not running (no control socket)\n")
+
+
+def test_the_json_schemas_are_documented_in_the_man_page(tmp_path):
+    import json
+    import re
+    from pathlib import Path
+    page = (Path(__file__).resolve().parents[2] / "man/qemu-init.8").read_text()
+    section = page.split(".Sh JSON OUTPUT", 1)[1].split("\n.Sh ", 1)[0]
+    documented = set(re.findall(r"\b[a-z]+\b", section.replace("\\-", "-")))
+    guest(tmp_path / "vms", "web1")
+    qi(tmp_path, "register", str(tmp_path / "vms"), check=0)
+    keys = set(json.loads(qi(tmp_path, "status", "--json", "web1").stdout))
+    keys |= set(json.loads(qi(tmp_path, "show", "--json", "web1").stdout))
+    checked = json.loads(qi(tmp_path, "check", "--json").stdout)
+    keys |= set(checked) | {k for p in checked["problems"] for k in p}
+    assert keys - documented == set()
