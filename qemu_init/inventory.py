@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
@@ -101,13 +102,34 @@ class Inventory:
 
     def bare_control(self, name: str):
         """Enough to see and stop a guest without reading its files (they may have gone bad
-        since it started): every path derives from its name, STOPDELAY is the default's."""
+        since it started): every path derives from its name; STOPDELAY and the taps are its
+        installed script's (install's record says where that is), else the default and none."""
         from .keys import RC_KEYS
         from .runtime.control import GuestControl
         paths = self.paths
         stopdelay = max(int(RC_KEYS["STOPDELAY"].default or 0), self.host.minstopdelay)
+        installed = self._installed_script(name)
+        found = re.search(r"^(?:STOPDELAY|stopdelay)=(\d+)$|--stopdelay (\d+)\b", installed, re.M)
+        if found:
+            stopdelay = int(found.group(1) or found.group(2))
+        taps = tuple(dict.fromkeys(re.findall(r"--tap ([A-Za-z0-9_.-]+)", installed)))
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
-                            log=paths.log(name), stopdelay=stopdelay)
+                            log=paths.log(name), stopdelay=stopdelay, taps=taps)
+
+    def _installed_script(self, name: str) -> str:
+        """The text of guest ``name``'s installed script ("" if none is recorded)."""
+        services = {f"qemu-{name.lower()}", f"qemu_{name.lower()}", f"qemu-{name.lower()}.service"}
+        for record in sorted(glob.glob(os.path.join(glob.escape(self.paths.vardir), "installed-*"))):
+            try:
+                with open(record, encoding="utf-8") as handle:
+                    scripts = [l.rstrip("\n") for l in handle if l.startswith("/")]
+                for script in scripts:
+                    if os.path.basename(script) in services:
+                        with open(script, encoding="utf-8", errors="replace") as handle:
+                            return handle.read()
+            except OSError:
+                continue
+        return ""
 
     def running(self, name: str) -> bool:
         """Whether guest ``name`` runs, from its pid file and /proc alone (no QMP, no config);

@@ -13,7 +13,8 @@ SMP_LOTS = "not a CPU count: 'lots' (e.g. 2, or 4,sockets=1,cores=4)"
 
 
 def test_a_running_guest_whose_files_went_bad_is_still_seen_and_stopped(qiroot):
-    rc = qiroot.guest("bad1")
+    rc = qiroot.guest("bad1")  # STOPDELAY=1: what its installed script says, and the stop uses
+    qiroot.qi("install", "--init", "sysv")
     qiroot.qi("start", "bad1")
     pid = qiroot.pid("bad1")
     Path(rc).write_text(Path(rc).read_text() + "SMP=lots\n")  # broken while it runs
@@ -35,6 +36,7 @@ def test_a_running_guest_whose_files_went_bad_is_still_seen_and_stopped(qiroot):
 
     stopped = qi(qiroot.root, "stop", "bad1", check=0)
     assert problem in stopped.stderr
+    assert "bad1: pressing the power button, waiting up to 1 s for the guest to power off" in stopped.stderr
     assert qemu_processes(qiroot.root) == []
     assert qi(qiroot.root, "status", "bad1", check=3).stdout == "bad1: not running\n"
 
