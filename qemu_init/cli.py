@@ -90,8 +90,10 @@ def _seconds(value: Optional[str]) -> Optional[float]:
 
 
 def _init_system(value: Optional[str]) -> Optional[str]:
+    if value is None:  # Click calls this for an absent option too: no templates loaded then
+        return None
     from .render import INIT_SYSTEMS
-    if value is not None and value not in INIT_SYSTEMS:
+    if value not in INIT_SYSTEMS:
         raise typer.BadParameter(f"{value!r} is not an init system (use {', '.join(INIT_SYSTEMS)})")
     return value
 
@@ -278,7 +280,8 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
                 ["emulator", guest.tgtarch], ["run as", guest.runas or "(not dropped)"],
                 ["memory", guest.ram or "QEMU's"], ["cpus", guest.smp or "QEMU's"],
                 ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
-                ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")], ["boot delay", f"{guest.bootdelay} s"],
+                ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")],
+                ["boot delay", f"{guest.bootdelay} s"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, t in zip(guest.nics, plan.taps)]
@@ -416,14 +419,14 @@ def restart(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
 def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """One line about the guest; the exit code is LSB's: 0 running, 1 dead, 3 stopped, 4 unknown."""
-    if as_json:
-        from . import state
-        inventory = inv()
-        guest = state.guest_state(inventory, inventory.registry.get(name),
-                                  {n.lower() for n in inventory.registry.autostart()})
-        emit_json(guest)
-        raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
     try:
+        if as_json:
+            from . import state
+            inventory = inv()
+            guest = state.guest_state(inventory, inventory.registry.get(name),
+                                      {n.lower() for n in inventory.registry.autostart()})
+            emit_json(guest)
+            raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
         with _guest(name, despite_errors=True) as (gc, control):
             code, line = control.status(gc)
     except QemuInitError as exc:
@@ -435,7 +438,8 @@ def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=comple
 
 @app.command()
 def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
-            command: List[str] = typer.Argument(None, metavar="[COMMAND]...", help="A monitor command; none: interactive session.")) -> None:
+            command: List[str] = typer.Argument(None, metavar="[COMMAND]...",
+                                                help="A monitor command; none: interactive session.")) -> None:
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
     with _guest(name) as (gc, control):
         raise typer.Exit(control.monitor(gc, " ".join(command) if command else None))
