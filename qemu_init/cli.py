@@ -11,7 +11,9 @@ import os
 import sys
 from typing import List, Optional
 
+import click
 import typer
+import typer.core
 
 from . import __version__
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest
@@ -20,9 +22,28 @@ from .inventory import Inventory, rcfiles
 from .paths import ROOT_ENV, host_paths
 from . import values
 
+# Plain help and one-line errors on every Typer we allow: Typer draws boxes whenever it can import
+# rich (Debian may have python3-rich installed); qemu-init prints as systemctl does.
+if getattr(typer.core, "rich", None) is not None:
+    typer.core.rich = None
+
 app = typer.Typer(help="QEMU guests described by tiny text files, run by plain init scripts.",
                   no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False)
-autostart_app = typer.Typer(help="Which guests the host service starts at boot.", no_args_is_help=True)
+
+
+class _AutostartGroup(typer.core.TyperGroup):
+    """`autostart NAME on|off` (SPEC §8) is `autostart on|off NAME`: the name comes first the way
+    one says it, and a guest can never be called like a subcommand (on, off, list) anyway."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if len(args) == 2 and args[1] in ("on", "off") and args[0] not in self.commands:
+            args = [args[1], args[0]]
+        return super().parse_args(ctx, args)
+
+
+autostart_app = typer.Typer(help="Which guests the host service starts at boot:"
+                                 " autostart NAME on|off, autostart list.",
+                            no_args_is_help=True, cls=_AutostartGroup)
 qemud_app = typer.Typer(help="The host service: start, stop and show all guests.", no_args_is_help=True)
 app.add_typer(autostart_app, name="autostart")
 app.add_typer(qemud_app, name="qemud")
@@ -55,6 +76,28 @@ def _complete_init_or_all(incomplete: str) -> List[str]:
     return [i for i in INIT_SYSTEMS + ("all",) if i.startswith(incomplete)]
 
 
+def _seconds(value: Optional[str]) -> Optional[float]:
+    """--timeout S: a number of seconds, 0 or more (a usage error otherwise, exit 2)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # also refuses nan
+        raise typer.BadParameter(f"not a number of seconds (0 or more): {value!r}")
+    return seconds
+
+
+def _init_system(value: Optional[str]) -> Optional[str]:
+    if value is None:  # Click calls this for an absent option too: no templates loaded then
+        return None
+    from .render import INIT_SYSTEMS
+    if value not in INIT_SYSTEMS:
+        raise typer.BadParameter(f"{value!r} is not an init system (use {', '.join(INIT_SYSTEMS)})")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"qemu-init {__version__}")
@@ -68,25 +111,54 @@ def main_options(
     debug: bool = typer.Option(False, "--debug", help="Show a traceback for internal errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
+    # A root that does not exist is a typo, not an empty host; only the commands that make a
+    # host's folders may start from nothing.
+    command = click.get_current_context().invoked_subcommand
+    if root and not os.path.isdir(root) and command not in _MAKE_ROOT:
+        raise typer.BadParameter(f"{root}: no such folder", param_hint="'--root'")
     State.inventory = Inventory(host_paths(root))
 
 
-def table(rows: List[List[str]], headers: List[str]) -> None:
+_MAKE_ROOT = ("new", "register", "generate", "install")
+
+
+def _none_registered() -> None:
+    """No guest: and which configuration folder was looked at, and whether it exists."""
+    etcdir = inv().paths.etcdir
+    where = etcdir if os.path.isdir(etcdir) else f"{etcdir} (no such folder)"
+    typer.echo(f"no guests registered in {where}; qemu-init new NAME, then qemu-init register PATH")
+
+
+WIDTH = 100  # tables fit this many columns; details are in `status NAME` and `show NAME`
+
+
+def table(rows: List[List[str]], headers: List[str], cut: bool = False) -> None:
+    """Columns two spaces apart. ``cut``: the last column (free text) ends at WIDTH with '…'."""
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
     for row in [headers] + rows:
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        line = "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+        typer.echo(line[:WIDTH - 1] + "…" if cut and len(line) > WIDTH else line)
 
 
-def report(problems: List[Problem]) -> None:
+def emit_json(value: object) -> None:
+    """--json: the schemas are in man/qemu-init.8 (JSON OUTPUT); keys are only ever added."""
+    import json
+    typer.echo(json.dumps(value, indent=2))
+
+
+JSON_HELP = "Print JSON (schema: qemu-init(8), JSON OUTPUT)."
+
+
+def report(problems: List[Problem], err: bool = True) -> None:
     for problem in problems:
-        typer.echo(str(problem), err=True)
+        typer.echo(str(problem), err=err)
 
 
 # --- configuration --------------------------------------------------------------------------
 
 @app.command()
-def new(name: str = typer.Argument(..., help="The new guest's name."),
-        dir: str = typer.Option(".", "--dir", help="Folder for the guest's files.")) -> None:
+def new(name: str = typer.Argument(..., metavar="NAME", help="The new guest's name."),
+        dir: str = typer.Option(".", "--dir", metavar="DIR", help="Folder for the guest's files.")) -> None:
     """Write a commented rc-file and cfg-file for a new guest."""
     from . import render
     from .files import write_atomic
@@ -126,7 +198,7 @@ def register(paths: List[str] = typer.Argument(..., metavar="PATH...",
 
 
 @app.command()
-def unregister(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+def unregister(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Forget a guest (its files stay). Refused while it runs."""
     inventory = inv()
     entry = inventory.registry.get(name)
@@ -137,51 +209,79 @@ def unregister(name: str = typer.Argument(..., autocompletion=complete_guest)) -
 
 
 @app.command("list")
-def list_guests() -> None:
-    """Registered guests: number, name, folder, autostart, state."""
-    inventory = inv()
-    auto = {n.lower() for n in inventory.registry.autostart()}
-    rows = [[str(e.number), e.name, e.folder, "yes" if e.name.lower() in auto else "no", _state(e.name)]
-            for e in inventory.entries()]
+def list_guests(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """Registered guests: number, name, autostart, state, folder."""
+    from . import state
+    guests = state.states(inv())
+    if as_json:
+        emit_json(guests)
+        return
+    rows = [[str(g["number"]), g["name"], "yes" if g["autostart"] else "no",
+             str(g["state"]) + (" (files have errors)" if g["problem"] else ""), g["folder"]] for g in guests]
     if rows:
-        table(rows, ["NR", "NAME", "FOLDER", "AUTOSTART", "STATE"])
+        table(rows, ["NR", "NAME", "AUTOSTART", "STATE", "FOLDER"])
     else:
-        typer.echo("no guests registered (qemu-init new NAME, then qemu-init register PATH)")
+        _none_registered()
 
 
 @app.command()
 def check(targets: List[str] = typer.Argument(None, metavar="[NAME|PATH]...",
                                               help="Guests or files to check (default: all registered)."),
-          init: Optional[str] = typer.Option(None, "--init", autocompletion=_complete_init,
+          init: Optional[str] = typer.Option(None, "--init", metavar="sysv|openrc|bsd|systemd",
+                                             autocompletion=_complete_init, callback=_init_system,
                                              help="Check the shutdown budget of this init system"
-                                                  " (default: this host's).")) -> None:
+                                                  " (default: this host's)."),
+          as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Validate guests; exit 0 when clean, 1 on errors (warnings do not fail)."""
     from . import install as installer
-    from .render import INIT_SYSTEMS
-    if init is not None and init not in INIT_SYSTEMS:
-        raise QemuInitError(f"--init {init}: not an init system (use {', '.join(INIT_SYSTEMS)})")
+    if not targets and not inv().entries() and not as_json:
+        _none_registered()
     problems = inv().check(targets or [], init or installer.detect_init())
-    report(problems)
     errors = sum(p.level == ERROR for p in problems)
     warnings = len(problems) - errors
-    typer.echo(f"{errors} error(s), {warnings} warning(s)", err=bool(problems))
+    if as_json:
+        emit_json({"errors": errors, "warnings": warnings,
+                   "problems": [{"path": p.path, "line": p.line, "key": p.key, "level": p.level,
+                                 "message": p.message} for p in problems]})
+    else:
+        report(problems, err=False)  # the result itself: `check | less` shows it
+        typer.echo(f"{errors} error(s), {warnings} warning(s)")
     raise typer.Exit(1 if errors else 0)
 
 
 @app.command()
-def show(name: str = typer.Argument(..., autocompletion=complete_guest),
-         argv: bool = typer.Option(False, "--argv", help="Print only the QEMU command line.")) -> None:
+def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+         argv: bool = typer.Option(False, "--argv", help="Print only the QEMU command line."),
+         as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Effective configuration, then the QEMU command line, one argument per line."""
     inventory = inv()
     entry, guest = inventory.guest(name)
     plan = inventory.plan(entry, guest)
+    # What reading changed (STOPDELAY raised to MINSTOPDELAY): said, not silently applied.
+    warnings = [p for p in inventory.load_entry(entry).problems if p.level != ERROR]
+    raised = any(p.key == "STOPDELAY" for p in warnings)
+    if as_json:
+        emit_json({
+            "number": entry.number, "name": guest.name, "description": guest.desc,
+            "rcfile": guest.rcfile.path, "cfgfile": guest.cfgfile.path if guest.cfgfile else None,
+            "emulator": guest.tgtarch, "runas": guest.runas or None, "memory": guest.ram or None,
+            "cpus": guest.smp or None, "kvm": guest.kvm, "monitor": plan.monitor, "vnc": plan.vnc,
+            "stopdelay": guest.stopdelay, "bootdelay": guest.bootdelay, "depends": list(guest.depends),
+            "pidfile": plan.pidfile, "qmp": plan.qmp,
+            "nics": [{"index": n.index, "bridge": n.bridge, "model": n.model, "mac": n.mac, "tap": t}
+                     for n, t in zip(guest.nics, plan.taps)],
+            "drives": [{"kind": d.kind, "index": d.index, "file": d.file} for d in guest.drives],
+            "argv": list(plan.argv), "warnings": [str(p) for p in warnings]})
+        return
+    report(warnings)
     if not argv:
         rows = [["number", str(entry.number)], ["name", guest.name], ["description", guest.desc],
                 ["rc-file", guest.rcfile.path], ["cfg-file", guest.cfgfile.path if guest.cfgfile else "-"],
                 ["emulator", guest.tgtarch], ["run as", guest.runas or "(not dropped)"],
                 ["memory", guest.ram or "QEMU's"], ["cpus", guest.smp or "QEMU's"],
                 ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
-                ["stop delay", f"{guest.stopdelay} s"], ["boot delay", f"{guest.bootdelay} s"],
+                ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")],
+                ["boot delay", f"{guest.bootdelay} s"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, (t, _) in zip(guest.nics, plan.taps)]
@@ -192,16 +292,24 @@ def show(name: str = typer.Argument(..., autocompletion=complete_guest),
         typer.echo(word)
 
 
+def _set_autostart(names: List[str], on: bool) -> None:
+    registry = inv().registry
+    entries = [registry.get(name) for name in names]  # every name known, or nothing changes
+    for entry in entries:
+        registry.set_autostart(entry.name, on)
+        typer.echo(f"{entry.name}: {'started' if on else 'not started'} at host boot")
+
+
 @autostart_app.command("on")
-def autostart_on(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """Start NAME at host boot (appended to the start order)."""
-    inv().registry.set_autostart(name, True)
+def autostart_on(names: List[str] = typer.Argument(..., metavar="NAME...", autocompletion=complete_guest)) -> None:
+    """Start NAME at host boot, last in the order (also: autostart NAME on)."""
+    _set_autostart(names, True)
 
 
 @autostart_app.command("off")
-def autostart_off(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """Do not start NAME at host boot."""
-    inv().registry.set_autostart(name, False)
+def autostart_off(names: List[str] = typer.Argument(..., metavar="NAME...", autocompletion=complete_guest)) -> None:
+    """Do not start NAME at host boot (also: autostart NAME off)."""
+    _set_autostart(names, False)
 
 
 @autostart_app.command("list")
@@ -236,8 +344,18 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
                                                   help="Install under DIR (for packages).")) -> None:
     """Install the scripts of every registered guest, bridge and the host service, atomically."""
     from . import install as installer
+    from .render import helper_command
     chosen = init or installer.detect_init()
-    for path in installer.install(inv(), chosen, destdir):
+    tree = installer.development_tree(helper_command())
+    if tree:
+        typer.echo(f"qemu-init: warning: the scripts will call {helper_command()[0]}, in the development tree"
+                   f" {tree}: they stop working when it moves or its venv is rebuilt (for real use: make install,"
+                   " or the package)", err=True)
+
+    def removed(path: str) -> None:
+        typer.echo(f"removed {path} (its guest is no longer registered)")
+
+    for path in installer.install(inv(), chosen, destdir, removed=removed):
         typer.echo(f"installed {path}")
     typer.echo(installer.ENABLE_HINTS[chosen], err=True)
 
@@ -245,49 +363,53 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
 # --- runtime --------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _guest(name: str):
+def _guest(name: str, despite_errors: bool = False):
     """(GuestControl, runtime.control) of a registered guest; runtime errors name the guest,
-    as the init scripts' helper does."""
+    as the init scripts' helper does. ``despite_errors``: a guest whose files went bad since it
+    was registered is still seen and stopped, from what its name and pid file tell (the problems
+    are said on stderr first)."""
     from .runtime import control
     inventory = inv()
-    entry, guest = inventory.guest(name)
     try:
-        yield inventory.control(entry, guest), control
+        entry, guest = inventory.guest(name)
+        gc = inventory.control(entry, guest)
+    except ConfigError as exc:
+        if not despite_errors:
+            raise
+        entry = inventory.registry.get(name)  # an unreadable registry: nothing to fall back on
+        report(exc.problems)
+        gc = inventory.bare_control(entry.name)
+        typer.echo(f"qemu-init: {gc.name}: its files have errors; using its pid file and control socket",
+                   err=True)
+    try:
+        yield gc, control
     except GuestError as exc:
-        raise GuestError(f"{guest.name}: {exc}", exc.exit_code) from None
+        raise GuestError(f"{gc.name}: {exc}", exc.exit_code) from None
 
 
 def _progress(name: str):
-    return lambda step: typer.echo(f"{name}: {step}", err=True)
-
-
-def _state(name: str) -> str:
-    try:
-        with _guest(name) as (gc, control):
-            return control.status(gc)[1].split(": ", 1)[-1]
-    except QemuInitError:
-        return "running, configuration invalid" if inv().running(name) else "configuration invalid"
+    return lambda step: typer.echo(f"{name}: {step.plain()}", err=True)
 
 
 @app.command()
-def start(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Start a guest (the same code path as its init script)."""
     with _guest(name) as (gc, control):
         control.start(gc)
 
 
 @app.command()
-def stop(name: str = typer.Argument(..., autocompletion=complete_guest),
-         timeout: Optional[int] = typer.Option(None, "--timeout", metavar="S",
+def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+         timeout: Optional[str] = typer.Option(None, "--timeout", metavar="S", callback=_seconds,
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
          force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
     """Shut a guest down cleanly: power button, wait, then force it off."""
-    with _guest(name) as (gc, control):
+    with _guest(name, despite_errors=True) as (gc, control):
         control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))
 
 
 @app.command()
-def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
+def restart(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Stop, then start a guest."""
     with _guest(name) as (gc, control):
         control.stop(gc, progress=_progress(gc.name))
@@ -295,11 +417,18 @@ def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> N
 
 
 @app.command()
-def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
-    """One line about the guest; exits with the LSB status code (0 running, 1 dead, 3 stopped,
-    4 unknown)."""
+def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+           as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
+    """One line about the guest; the exit code is LSB's: 0 running, 1 dead, 3 stopped, 4 unknown."""
     try:
-        with _guest(name) as (gc, control):
+        if as_json:
+            from . import state
+            inventory = inv()
+            guest = state.guest_state(inventory, inventory.registry.get(name),
+                                      {n.lower() for n in inventory.registry.autostart()})
+            emit_json(guest)
+            raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
+        with _guest(name, despite_errors=True) as (gc, control):
             code, line = control.status(gc)
     except ConfigError as exc:
         report(exc.problems)
@@ -312,8 +441,9 @@ def status(name: str = typer.Argument(..., autocompletion=complete_guest)) -> No
 
 
 @app.command()
-def monitor(name: str = typer.Argument(..., autocompletion=complete_guest),
-            command: List[str] = typer.Argument(None, help="A monitor command; none: interactive session.")) -> None:
+def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+            command: List[str] = typer.Argument(None, metavar="[COMMAND]...",
+                                                help="A monitor command; none: interactive session.")) -> None:
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
     with _guest(name) as (gc, control):
         raise typer.Exit(control.monitor(gc, " ".join(command) if command else None))
@@ -336,22 +466,47 @@ def qemud_stop() -> None:
 
 
 @qemud_app.command("status")
-def qemud_status() -> None:
+def qemud_status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """A table of every registered guest; exit 0 while every autostart guest runs, else 3."""
-    from . import hostsvc
-    rows = hostsvc.status(inv())
-    if rows:
-        table(rows, ["NAME", "STATE", "PID", "VNC", "MONITOR", "AUTOSTART", "DESCRIPTION"])
+    from . import state
+    guests = state.states(inv())
+    if as_json:
+        emit_json(guests)
+    elif guests:
+        table([[g["name"], g["state"], str(g["pid"] or "-"), "yes" if g["autostart"] else "no",
+                "files have errors: qemu-init check" if g["problem"] else g["description"]] for g in guests],
+              ["NAME", "STATE", "PID", "AUTOSTART", "DESCRIPTION"], cut=True)
     else:
-        typer.echo("no guests registered")
+        _none_registered()
     # LSB: the service is "running" (0) while every autostart guest runs, else "not running" (3).
-    raise typer.Exit(0 if all(r[1] in ("running", "paused") for r in rows if r[5] == "yes") else 3)
+    raise typer.Exit(0 if all(g["pid"] for g in guests if g["autostart"]) else 3)
+
+
+def _usage_error(exc: click.UsageError) -> int:
+    """One line, as systemctl says it, and where to read more: Click's wording, our shape."""
+    message = exc.format_message().strip().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    typer.echo(f"qemu-init: {message}", err=True)
+    where = exc.ctx.command_path if exc.ctx is not None else "qemu-init"
+    typer.echo(f"Try '{where} --help'.", err=True)
+    return 2  # LSB and sysexits' EX_USAGE tradition: 2 for a bad command line
 
 
 def main() -> None:
     command = typer.main.get_command(app)
     try:
-        command.main(prog_name="qemu-init")
+        # standalone_mode=False: usage errors come to us instead of being printed by Typer
+        # (a box, in some versions); Exit codes come back as the return value.
+        code = command.main(prog_name="qemu-init", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.UsageError as exc:
+        sys.exit(_usage_error(exc))
+    except click.ClickException as exc:  # e.g. a file Click could not open
+        typer.echo(f"qemu-init: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:  # Ctrl-C or end of input at a prompt
+        typer.echo("qemu-init: interrupted", err=True)
+        sys.exit(130)
     except ConfigError as exc:
         report(exc.problems)
         sys.exit(exc.exit_code)

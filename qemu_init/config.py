@@ -12,7 +12,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from . import values
-from .errors import Problem
+from .errors import WARNING, Problem
 from .keys import HOST_KEYS, RC_KEYS, Key
 from .model import Drive, Guest, Host, Nic, Source
 from .reader import Entry, RawOptions, Shorthand, read_assignments, read_cfg
@@ -114,8 +114,12 @@ def guest_name_from_file(path: str) -> Optional[str]:
     return base[: -len(RC_SUFFIX)] if base.endswith(RC_SUFFIX) else None
 
 
-def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]:
-    """The guest described by ``rcpath`` (and its cfg-file beside it), or None with the problems."""
+def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional[Guest], List[Problem]]:
+    """The guest described by ``rcpath`` (and its cfg-file beside it), or None with the problems.
+
+    ``partial``: a guest even when there are errors, as far as its files could be read (a value
+    that is wrong keeps its default), so that `check` can look further in the same run. Such a
+    guest is for finding more problems only, never to be run or rendered."""
     rcpath = os.path.abspath(rcpath)
     problems: List[Problem] = []
     data = _read(rcpath, problems)
@@ -142,7 +146,7 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
     cfgdata = _read(cfgpath, problems, missing_ok=True) if filename else None
     drives, extra_nics, raw = _load_cfg(cfgpath, cfgdata, folder, host, name or filename or "", problems)
 
-    if not isinstance(name, str) or any(p.level == "error" for p in problems):
+    if not isinstance(name, str) or (not partial and any(p.level == "error" for p in problems)):
         assert any(p.level == "error" for p in problems), "no guest, but no error to say why"
         return None, problems
 
@@ -159,10 +163,14 @@ def load_guest(rcpath: str, host: Host) -> Tuple[Optional[Guest], List[Problem]]
     nics = ((Nic(0, bridge, value("NIC", "virtio-net-pci"), mac, bool(found.get("MAC")),
                  abs(lines.get("MAC", lines.get("BRIDGE", 0))), rcpath),) if bridge != "none" else ())
     stopdelay = value("STOPDELAY", int(RC_KEYS["STOPDELAY"].default or 0))
+    if "STOPDELAY" in found and stopdelay < host.minstopdelay:
+        problems.append(Problem(rcpath, lines["STOPDELAY"], "STOPDELAY",
+                                f"{stopdelay} s is below the host's MINSTOPDELAY: {host.minstopdelay} s is used",
+                                WARNING))
     guest = Guest(
         name=name,
         desc=value("DESC", ""),
-        tgtarch=value("TGTARCH"),
+        tgtarch=value("TGTARCH", ""),
         runas=value("RUNAS", "") or host.sysusr,  # root only where written out
         daemon=value("DAEMON", False),
         kvm=kvm,

@@ -118,12 +118,13 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     lock = threading.Lock()
     deadlines: Dict[str, float] = {}
     failed: List[str] = []
+    last: Dict[str, object] = {}  # key -> the stop's last Transition: was it forced?
 
     def stop_one(key: str) -> None:
         gc = running[key][1]
         with lock:
             deadlines[key] = time.monotonic() + gc.stopdelay
-        control.stop(gc)
+        control.stop(gc, progress=lambda step: last.__setitem__(key, step))
 
     pending = set(running)
     futures: Dict[Future, str] = {}
@@ -150,7 +151,8 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
                 name = running[key][0]
                 try:
                     future.result()
-                    say(f"{name}: stopped")
+                    step = last.get(key)
+                    say(f"{name}: {step.plain()}" if getattr(step, "forced", False) else f"{name}: stopped")
                 except Exception as exc:  # one guest's trouble never keeps the others running
                     say(f"{name}: could not be stopped: {exc}")
                     failed.append(name)
@@ -159,33 +161,9 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
                 with lock:
                     for key in sorted(futures.values()):
                         left = deadlines.get(key, 0) - time.monotonic()
-                        state = f"{left:.0f} s left" if left > 0 else "forcing it off"
-                        say(f"waiting for {running[key][0]}: {state}")
+                        state = f"waiting for the guest to power off, {left:.0f} s left" if left > 0 else "forcing it off"
+                        say(f"{running[key][0]}: {state}")
     if failed:
         say("could not stop: " + " ".join(failed))
         return 1
     return 0
-
-
-def status(inventory: Inventory) -> List[List[str]]:
-    """One row per registered guest, in registration order."""
-    from .runtime import control, proc
-
-    auto = {n.lower() for n in inventory.registry.autostart()}
-    rows = []
-    for loaded in inventory.load_all():
-        entry, guest = loaded.entry, loaded.guest
-        autostart = "yes" if entry.name.lower() in auto else "no"
-        if guest is None or any(p.level == ERROR for p in loaded.problems):
-            rows.append([entry.name, "invalid", "-", "-", "-", autostart, "(run qemu-init check)"])
-            continue
-        gc = inventory.control(entry, guest)
-        code, line = control.status(gc)
-        state = {0: "running", 1: "dead", 3: "stopped"}.get(code, "unknown")
-        detail = line.split(": ", 1)[-1]
-        if code == 0 and "paused" in detail:
-            state = "paused"
-        pid = proc.probe(gc.pidfile, gc.name, gc.uids)[1] if code == 0 else None
-        rows.append([guest.name, state, str(pid or "-"), gc.vnc if code == 0 else "-",
-                     gc.monitor if code == 0 else "-", autostart, guest.desc])
-    return rows

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from . import checks, trust
 from .cmdline import Plan, plan
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest, load_host
-from .errors import ERROR, ConfigError, Problem, RegistryError
+from .errors import ERROR, ConfigError, Problem, QemuInitError, RegistryError
 from .model import Guest
 from .paths import Paths
 from .registry import Entry, Registry
@@ -26,6 +27,13 @@ class Loaded:
     entry: Optional[Entry]  # None: not registered
     guest: Optional[Guest]  # None: unreadable or invalid
     problems: List[Problem]
+    partial: Optional[Guest] = None  # as far as it could be read, errors or not (for check only)
+
+
+def _load(rcfile: str, entry: Optional[Entry], host) -> Loaded:
+    partial, problems = load_guest(rcfile, host, partial=True)
+    valid = partial is not None and not any(p.level == ERROR for p in problems)
+    return Loaded(rcfile, entry, partial if valid else None, problems, partial)
 
 
 def rcfiles(target: str) -> List[str]:
@@ -39,6 +47,15 @@ def rcfiles(target: str) -> List[str]:
     if not os.path.exists(target):
         raise RegistryError(f"{target}: no such file or folder")
     return [os.path.abspath(target)]
+
+
+def recorded_scripts(record: str) -> List[str]:
+    """The scripts an install wrote, from its record in VARDIR (root's: it says what to remove)."""
+    try:
+        text = trust.read_file(record).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return []
+    return [line for line in text.splitlines() if line.startswith("/")]
 
 
 class Inventory:
@@ -55,13 +72,14 @@ class Inventory:
         """The guest's files, read once per Inventory (one command): `check` and the rendering
         or the host service after it see the same guest without parsing it again."""
         if entry not in self._loaded:
-            guest, problems = load_guest(entry.rcfile, self.host)
-            if guest is not None and guest.name != entry.name:
-                problems.append(Problem(entry.rcfile, guest.lines.get("NAME"), "NAME",
-                                        f"registered as {entry.name!r}; unregister and register again"))
-            self._loaded[entry] = Loaded(entry.rcfile, entry, guest, problems)
+            loaded = _load(entry.rcfile, entry, self.host)
+            if loaded.partial is not None and loaded.partial.name != entry.name:
+                loaded.problems.append(Problem(entry.rcfile, loaded.partial.lines.get("NAME"), "NAME",
+                                               f"registered as {entry.name!r}; unregister and register again"))
+                loaded.guest = None
+            self._loaded[entry] = loaded
         loaded = self._loaded[entry]
-        return Loaded(loaded.rcfile, entry, loaded.guest, list(loaded.problems))  # callers may add
+        return Loaded(loaded.rcfile, entry, loaded.guest, list(loaded.problems), loaded.partial)  # callers may add
 
     def load_all(self) -> List[Loaded]:
         return [self.load_entry(e) for e in self.entries()]
@@ -89,15 +107,35 @@ class Inventory:
 
     def bare_control(self, name: str):
         """Enough to see and stop a guest without reading its files (they may have gone bad
-        since it started): every path derives from its name, STOPDELAY is the default's, and it
-        is taken to run as the host's system user (or root)."""
+        since it started): every path derives from its name; STOPDELAY, the user it runs as and
+        the taps are its installed script's (install's record says where that is), else the
+        defaults (the host's system user) and none."""
         from .keys import RC_KEYS
         from .runtime.control import GuestControl
         paths = self.paths
         stopdelay = max(int(RC_KEYS["STOPDELAY"].default or 0), self.host.minstopdelay)
+        installed = self._installed_script(name)
+        found = re.search(r"^(?:STOPDELAY|stopdelay)=(\d+)$|--stopdelay (\d+)\b", installed, re.M)
+        if found:
+            stopdelay = int(found.group(1) or found.group(2))
+        taps = tuple(dict.fromkeys(re.findall(r"--tap '?([A-Za-z0-9_.-]+)", installed)))
+        user = re.search(r"^(?:RUNAS|runas)='?([^'\s]+)'?$|--runas '?([^'\s]+)", installed, re.M)
+        runas = (user.group(1) or user.group(2)) if user else self.host.sysusr
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
-                            log=paths.log(name), stopdelay=stopdelay, runas=self.host.sysusr,
+                            log=paths.log(name), stopdelay=stopdelay, runas=runas, taps=taps,
                             hmp=paths.monitor_socket(name))
+
+    def _installed_script(self, name: str) -> str:
+        """The text of guest ``name``'s installed script ("" if none is recorded or trusted)."""
+        services = {f"qemu-{name.lower()}", f"qemu_{name.lower()}", f"qemu-{name.lower()}.service"}
+        for record in sorted(glob.glob(os.path.join(glob.escape(self.paths.vardir), "installed-*"))):
+            try:
+                for script in recorded_scripts(record):
+                    if os.path.basename(script) in services:
+                        return trust.read_file(script).decode("utf-8", "replace")
+            except (OSError, QemuInitError):
+                continue
+        return ""
 
     def running(self, name: str) -> bool:
         """Whether guest ``name`` runs, from its pid file and /proc alone (no QMP, no config);
@@ -129,8 +167,7 @@ class Inventory:
             for rc in rcfiles(target):
                 known = next((l for l in registered if l.rcfile == rc), None)
                 if known is None:
-                    guest, found = load_guest(rc, self.host)
-                    known = Loaded(rc, None, guest, found)
+                    known = _load(rc, None, self.host)
                 selected.append(known)
 
         next_number = max([e.number for e in self.entries()] + [0]) + 1
@@ -139,7 +176,7 @@ class Inventory:
         selected = list({l.rcfile: l for l in selected}.values())  # a file named twice counts once
         for loaded in selected:
             problems += loaded.problems
-            guest = loaded.guest
+            guest = loaded.partial  # a guest with errors is still looked at: all problems at once
             if guest is None:
                 continue
             if loaded.entry is None:
@@ -152,14 +189,21 @@ class Inventory:
                 numbers[guest.name.lower()] = next_number
                 owners[guest.name.lower()] = loaded.rcfile
                 next_number += 1
-            guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths)
-            problems += checks.plan_limits(guest, guest_plan, self.paths)
+            if loaded.guest is not None:  # a command line only from files without errors
+                guest_plan = plan(guest, numbers[guest.name.lower()], self.host, self.paths)
+                problems += checks.plan_limits(guest, guest_plan, self.paths)
             problems += checks.on_host(guest)
 
-        everyone = list({l.rcfile: l.guest for l in registered + selected if l.guest}.values())
+        everyone = list({l.rcfile: l.partial for l in registered + selected if l.partial}.values())
         mine = {l.rcfile for l in selected}
         problems += [p for p in checks.cross_guest(everyone, numbers, self.host, numbers)
                      if p.path in mine or (p.path.endswith(CFG_SUFFIX) and p.path[:-len(CFG_SUFFIX)] + RC_SUFFIX in mine)]
         if init:
             problems += checks.shutdown_budget(everyone, self.host, init)
-        return list(dict.fromkeys(problems))  # a problem seen twice is said once
+        # A key found wrong is said once, for what is wrong with it: the later phases saw its
+        # default, not the value in the file.
+        own = {p for l in selected for p in l.problems}
+        wrong = {(p.path, p.key) for p in own if p.level == ERROR}
+        problems = [p for p in problems if p in own or (p.path, p.key) not in wrong]
+        problems = list(dict.fromkeys(problems))  # a problem seen twice is said once
+        return sorted(problems, key=lambda p: (p.path, p.line or 0))

@@ -477,7 +477,16 @@ def monitor(gc: GuestControl, command: Optional[str] = None, timeout: float = MO
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     if command is not None:
-        stdout.write(_hmp(gc, command, timeout))
+        try:
+            text = _hmp(gc, command, timeout)
+        except QMPConnectError as e:
+            if os.path.exists(gc.qmp):
+                raise GuestError(f"its control socket does not answer (is it running?): {e}", 1) from None
+            raise GuestError("not running (no control socket)", 1) from None
+        if text.startswith("unknown command:"):  # HMP's only way to say so: a line of text
+            sys.stderr.write(f"qemu-init: {gc.name}: {text}")
+            return 1
+        stdout.write(text)
         return 0
     tty = stdin.isatty()
     if tty:

@@ -153,7 +153,7 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         return control.start(gc)
 
     def progress(step) -> None:  # type: ignore[no-untyped-def]
-        print(f"{gc.name}: {step}", flush=True)
+        print(f"{gc.name}: {step.plain()}", flush=True)
 
     return control.stop(gc, timeout=args.timeout, force=args.force,
                         progress=None if args.quiet else progress)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from typing import Callable, List, Optional
 
 POWERDOWN, QUIT, TERM, KILL, GONE = "POWERDOWN", "QUIT", "TERM", "KILL", "GONE"
+WAIT = "WAIT"  # not a state: a progress report while the guest may still power itself off
 
 
 # Timing and Transition are namedtuples, not dataclasses: importing ``dataclasses`` (it loads
@@ -30,6 +31,7 @@ _TIMING = {  # seconds
     "kill_wait": 2.0,
     "qmp_timeout": 1.0,  # per QMP attempt, connect included (a healthy QEMU takes ~1 ms)
     "poll": 0.1,         # the longest sleep between two looks at the process
+    "progress": 5.0,     # a WAIT report this often while waiting for the guest to power off
 }
 
 
@@ -52,6 +54,23 @@ class Transition(namedtuple("Transition", "state elapsed why")):
 
     def __str__(self) -> str:
         return f"{self.state} at {self.elapsed:.1f} s: {self.why}"
+
+    def plain(self) -> str:
+        """The step in a user's words (progress lines), without the machine's state names."""
+        if self.state == POWERDOWN:
+            return f"{self.why} for the guest to power off"
+        if self.state == QUIT:
+            return f"forcing it off: {self.why}"
+        if self.state in (TERM, KILL):
+            return f"sending SIG{self.state}: {self.why}"
+        if self.state == GONE and self.why.startswith("powered down"):
+            return self.why.replace("powered down", f"powered down after {self.elapsed:.0f} s", 1)
+        return self.why  # WAIT, and GONE after forcing ("forced off after 40 s: …")
+
+    @property
+    def forced(self) -> bool:
+        """A GONE that needed force: QEMU was quit or signalled, the guest did not power off."""
+        return self.state == GONE and not self.why.startswith("powered down")
 
 
 def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
@@ -98,15 +117,21 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
         return None
 
     if force:
-        why = "forced"
+        why, forced = "forced", "forced off, as asked (--force)"
     else:
         enter(POWERDOWN, f"pressing the power button, waiting up to {grace:g} s")
         deadline, next_press, why = start + grace, clock(), f"still running after {grace:g} s"
+        forced = f"forced off after {grace:g} s: did not react to the power button"
         presses = 0
+        next_report = start + timing.progress
         while alive():
             now = clock()
             if now >= deadline:
                 break
+            if now >= next_report and report is not None:
+                report(Transition(WAIT, now - start,
+                                  f"waiting for the guest to power off, {deadline - now:.0f} s left"))
+                next_report += timing.progress
             if now >= next_press:
                 # never past the deadline: a press must not eat into the forced steps
                 error = send("system_powerdown", min(timing.qmp_timeout, deadline - now))
@@ -114,12 +139,13 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
                     # no listener and no press ever got through: nobody can ask this guest to
                     # power down, so waiting out the grace period would only delay the inevitable
                     why = f"control socket unavailable ({error})"
+                    forced = f"forced off: nobody can press its power button: {why}"
                     break
                 # after a press got through, a refused connection means QEMU is on its way out
                 # (the guest powered off): keep waiting for it to exit, up to the deadline
                 presses += error is None
                 next_press = clock() + timing.resend
-            sleep(max(0.0, min(timing.poll, deadline - clock(), next_press - clock())))
+            sleep(max(0.0, min(timing.poll, deadline - clock(), next_press - clock(), next_report - clock())))
         if not alive():  # also when QEMU hung up on us because the guest was powering off
             enter(GONE, f"powered down ({presses} press{'es' if presses != 1 else ''})")
             return path
@@ -128,18 +154,18 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     error = send("quit", timing.qmp_timeout)
     # QEMU may exit before its reply to `quit` is read: a failed send still gets a short wait
     if gone_within(timing.quit_wait if error is None else min(timing.quit_wait, 0.5)):
-        enter(GONE, "quit")
+        enter(GONE, forced)
         return path
 
     enter(TERM, f"QMP quit failed ({error})" if error else f"still running {timing.quit_wait:g} s after quit")
     send_signal(signal.SIGTERM)
     if gone_within(timing.term_wait):
-        enter(GONE, "terminated")
+        enter(GONE, f"{forced} (SIGTERM)")
         return path
 
     enter(KILL, f"still running {timing.term_wait:g} s after SIGTERM")
     send_signal(signal.SIGKILL)
     if gone_within(timing.kill_wait):
-        enter(GONE, "killed")
+        enter(GONE, f"{forced} (SIGKILL)")
         return path
     raise GuestError(f"still running {timing.kill_wait:g} s after SIGKILL (stuck in the kernel?)")

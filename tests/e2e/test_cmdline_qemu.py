@@ -88,7 +88,7 @@ def test_unregistering_a_running_guest_is_refused(sandbox):
     good = rc.read_text()
     rc.write_text(good + "RAM=lots\n")  # its files go bad while it runs: still refused
     assert qi(root, "unregister", "run1", check=1).stderr.strip().endswith("is running; stop it first (qemu-init stop run1)")
-    assert "running, configuration invalid" in qi(root, "list", check=0).stdout
+    assert "running (files have errors)" in qi(root, "list", check=0).stdout
     rc.write_text(good)
     qi(root, "stop", "run1", "--force", check=0)
     qi(root, "unregister", "run1", check=0)

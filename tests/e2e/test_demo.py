@@ -31,3 +31,21 @@ def test_make_demo_shows_the_guest_its_check_and_command_line(tmp_path):
     assert snapshot() == before
     # Everything the demo wrote is below its root.
     assert (root / "etc/qemu-init/registered").exists()
+
+
+def test_make_demo_never_wipes_a_folder_it_did_not_make(tmp_path):
+    root = tmp_path / "somebodys"
+    root.mkdir()
+    (root / "precious").write_text("keep me\n")
+    proc = subprocess.run(["make", "-s", "-C", str(REPO), "demo", f"DEMO_ROOT={root}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert (f"make demo: {root} exists and was not made by the demo: not wiping it"
+            " (choose another DEMO_ROOT=)") in proc.stderr
+    assert [p.name for p in root.iterdir()] == ["precious"] and (root / "precious").read_text() == "keep me\n"
+    fresh = tmp_path / "demo"
+    for _ in range(2):  # its own folder, made by the demo (marked), it may wipe and make again
+        proc = subprocess.run(["make", "-s", "-C", str(REPO), "demo", f"DEMO_ROOT={fresh}"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (fresh / ".qemu-init-demo").exists()

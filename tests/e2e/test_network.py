@@ -203,7 +203,7 @@ def test_two_guests_talk_over_the_generated_bridge(host_guard, test_guest, sandb
 
         # Before the bridge service ran, check warns (inside the namespace: there is no br0 there).
         warned = qi_in(netns.name, root, "check", check=0)
-        assert "BRIDGE: warning: bridge br0 does not exist on this host (yet)" in warned.stderr
+        assert "BRIDGE: warning: bridge br0 does not exist on this host (yet)" in warned.stdout
 
         assert sh(netns, bridge, "status").returncode == 3
         ok(sh(netns, bridge, "start"))
@@ -213,7 +213,7 @@ def test_two_guests_talk_over_the_generated_bridge(host_guard, test_guest, sandb
         ok(sh(netns, bridge, "start"))  # again: nothing to do
         # The admin's part (e.g. /etc/network/interfaces): the host's address on the bridge.
         netns.run(["ip", "addr", "add", f"{BRIDGE_IP}/24", "dev", "br0"])
-        assert "BRIDGE" not in qi_in(netns.name, root, "check", check=0).stderr
+        assert "BRIDGE" not in qi_in(netns.name, root, "check", check=0).stdout
         timing["bridge up"] = time.monotonic() - started
 
         # 1. Both guests through their generated SysV scripts; the helper attaches their taps.
@@ -357,7 +357,7 @@ def test_start_without_the_bridge_fails_in_one_line_and_leaves_no_tap(host_guard
     warned = qi_in(netns.name, sandbox, "check", check=0)
     rcfile = sandbox / "vms/stub1-qemud.rc"
     line = next(i for i, text in enumerate(rcfile.read_text().splitlines(), 1) if text.startswith("BRIDGE="))
-    assert f"{rcfile}:{line}: BRIDGE: warning: bridge br0 does not exist on this host (yet)" in warned.stderr
+    assert f"{rcfile}:{line}: BRIDGE: warning: bridge br0 does not exist on this host (yet)" in warned.stdout
 
     expected = "qemu-init: stub1: bridge br0 does not exist; start the service qemu-bridge-br0 first"
     for how, result in (("script", lambda: sh(netns, script, "start")),
@@ -373,7 +373,7 @@ def test_start_without_the_bridge_fails_in_one_line_and_leaves_no_tap(host_guard
 
     # With the bridge there, the same script starts the guest, and check no longer warns.
     ok(sh(netns, sandbox / "etc/init.d/qemu-bridge-br0", "start"))
-    assert "BRIDGE" not in qi_in(netns.name, sandbox, "check", check=0).stderr
+    assert "BRIDGE" not in qi_in(netns.name, sandbox, "check", check=0).stdout
     ok(sh(netns, script, "start"))
     assert master(netns, "qi1n0") == "br0"
     ok(sh(netns, script, "stop"))  # the stubborn BIOS: power button ignored, then quit
@@ -405,7 +405,7 @@ def test_a_nic_mac_in_a_cfg_file_that_another_guest_uses_is_an_error(tmp_path):
     cfgfile.write_text(cfgfile.read_text() + f"NIC1=br1,mac={taken.upper()}\n")
     line = len(cfgfile.read_text().splitlines())
     proc = qi(root, "check", check=1)
-    assert f"{cfgfile}:{line}: NIC1: MAC {taken} is also used by db1 (MAC)" in proc.stderr
+    assert f"{cfgfile}:{line}: NIC1: MAC {taken} is also used by db1 (MAC)" in proc.stdout
     # A mac= of its own is fine.
     cfgfile.write_text(cfgfile.read_text().replace(taken.upper(), "52:54:00:12:34:56"))
     qi(root, "check", check=0)

@@ -151,6 +151,7 @@ def test_make_install_tree_modes_and_exact_uninstall(tmp_path, layout):
 
     # The installed tool works, templates included, and its host service calls it by its place.
     sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()  # --root must name a folder that exists
     assert staged_tool(dest, libdir, "--version", sandbox=sandbox).stdout.strip() == f"qemu-init {__version__}"
     checked = staged_tool(dest, libdir, "check", f"{dest}{examples}/minimal", sandbox=sandbox)
     assert checked.returncode == 0, checked.stderr

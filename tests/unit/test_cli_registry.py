@@ -36,7 +36,8 @@ def _commands(tmp_path):
 
 
 def _one_error(proc, line):
-    errors = [l for l in proc.stderr.splitlines() if "error(s)" not in l]
+    """One error line (`check` says its results on stdout, other commands on stderr)."""
+    errors = [l for l in (proc.stdout + proc.stderr).splitlines() if "error(s)" not in l]
     assert errors == [line], proc.stderr
     assert proc.returncode != 0 and "internal error" not in proc.stderr
 
@@ -122,10 +123,10 @@ def test_autostart_naming_an_unknown_guest_or_one_twice(host):
     with open(etc / "autostart", "a") as f:
         f.write("nosuch1\nWEB1\nweb1\n")
     proc = qi(root, "check", check=1)
-    assert [l for l in proc.stderr.splitlines() if "autostart" in l] == [
+    assert [l for l in proc.stdout.splitlines() if "autostart" in l] == [
         f"{etc}/autostart:3: 'nosuch1' is not a registered guest",
         f"{etc}/autostart:4: 'WEB1' is listed again (first on line 2; names are compared in lower case)",
         f"{etc}/autostart:5: 'web1' is listed again (first on line 2; names are compared in lower case)",
     ]
-    assert proc.stderr.splitlines()[-1].startswith("3 error(s)")
+    assert proc.stdout.splitlines()[-1].startswith("3 error(s)")
     assert qi(root, "check", "web1", check=0)  # a check of one guest is not about the host's files

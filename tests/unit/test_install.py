@@ -126,3 +126,45 @@ def test_cli_generate_and_install(inventory, tmp_path):
     assert (tmp_path / "pkg" / root.lstrip("/") / "etc/init.d/qemu-web1").exists()
     bad = qi(root, "generate", "--init", "upstart")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "unknown init system" in bad.stderr
+
+
+def test_install_takes_back_the_scripts_of_guests_unregistered_since(tmp_path):
+    """It keeps a record of what it wrote: the next install removes what it no longer writes,
+    and only files that are still its own."""
+    root, vms = tmp_path / "root", tmp_path / "vms"
+    vms.mkdir()
+    for name in ("a1", "b1", "c1"):
+        (vms / f"{name}-qemud.rc").write_text(RC.format(name=name, bridge="none", extra=""))
+    assert qi(root, "register", str(vms)).returncode == 0
+    first = qi(root, "install", "--init", "sysv")
+    assert first.returncode == 0, first.stderr
+    initd = root / "etc/init.d"
+    assert {p.name for p in initd.iterdir()} == {"qemu-a1", "qemu-b1", "qemu-c1", "qemud"}
+    (initd / "qemu-c1").write_text("#!/bin/sh\n# the admin's own script now\n")
+    for name in ("b1", "c1"):
+        assert qi(root, "unregister", name).returncode == 0
+    again = qi(root, "install", "--init", "sysv")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        f"removed {initd}/qemu-b1 (its guest is no longer registered)",
+        f"installed {initd}/qemu-a1", f"installed {initd}/qemud"]
+    assert {p.name for p in initd.iterdir()} == {"qemu-a1", "qemu-c1", "qemud"}  # c1's is the admin's
+    record = (root / "var/lib/qemu-init/installed-sysv").read_text().splitlines()
+    assert [l for l in record if not l.startswith("#")] == [f"{initd}/qemu-a1", f"{initd}/qemud"]
+
+
+def test_install_warns_when_the_scripts_would_call_into_a_development_tree(tmp_path):
+    root, vms = tmp_path / "root", tmp_path / "vms"
+    vms.mkdir()
+    (vms / "a1-qemud.rc").write_text(RC.format(name="a1", bridge="none", extra=""))
+    assert qi(root, "register", str(vms)).returncode == 0
+    proc = qi(root, "install", "--init", "sysv")
+    tree = install.development_tree(install.render.helper_command())
+    repo = str(Path(__file__).resolve().parents[2])
+    if tree is None:  # the tests run from an installed copy, not from the clone
+        assert "development tree" not in proc.stderr
+        return
+    assert tree == repo
+    assert proc.stderr.splitlines()[0].startswith(f"qemu-init: warning: the scripts will call ")
+    assert f"in the development tree {repo}: they stop working when it moves" in proc.stderr
+    assert install.development_tree(["/usr/sbin/qemu-init-helper"]) is None

@@ -443,3 +443,41 @@ def test_a_press_never_runs_past_the_grace_period(sock_path):
         steps = run(sock_path, guest, grace=0.5, timing=stop.Timing(resend=0.05, qmp_timeout=0.4, quit_wait=0.2,
                                                                     term_wait=0.2, kill_wait=0.2, poll=0.01))
     assert steps[1].state == QUIT and 0.5 <= steps[1].elapsed < 0.6
+
+
+def test_progress_in_plain_words_every_few_seconds_and_a_forced_stop_said_as_such(sock_path):
+    """What a user reads while a stop waits (issue 14): a line every `progress` seconds with the
+    time left, no state names, and a forced stop called forced."""
+    guest = FakeGuest()
+    reported = []
+    timing = FAST._replace(progress=0.3)
+    with FakeQMP(sock_path, guest.handler):
+        with QMP(sock_path) as conn:
+            path = stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), 1.0,
+                            False, timing, reported.append)
+    assert states(path) == [POWERDOWN, QUIT, GONE]  # the path has no progress reports
+    lines = [step.plain() for step in reported]
+    assert lines[0] == "pressing the power button, waiting up to 1 s for the guest to power off"
+    waits = [s for s in reported if s.state == stop.WAIT]
+    assert [w.plain() for w in waits] == ["waiting for the guest to power off, 1 s left",
+                                          "waiting for the guest to power off, 0 s left",
+                                          "waiting for the guest to power off, 0 s left"]
+    assert lines[-2:] == ["forcing it off: still running after 1 s",
+                          "forced off after 1 s: did not react to the power button"]
+    assert reported[-1].forced and not any(w in " ".join(lines) for w in ("POWERDOWN", "QUIT", "GONE", " at "))
+
+
+def test_a_clean_and_a_forced_stop_in_plain_words(sock_path):
+    guest = FakeGuest(ignore_powerdown=0)
+    with FakeQMP(sock_path, guest.handler):
+        steps = run(sock_path, guest, grace=5)
+    assert steps[-1].plain() == "powered down after 0 s (1 press)" and not steps[-1].forced
+    guest = FakeGuest()
+    with FakeQMP(sock_path, guest.handler):
+        steps = run(sock_path, guest, force=True)
+    assert steps[-1].plain() == "forced off, as asked (--force)" and steps[-1].forced
+    guest = FakeGuest(obeys_quit=False)
+    with FakeQMP(sock_path, guest.handler):
+        steps = run(sock_path, guest, grace=0.2)
+    assert steps[-2].plain().startswith("sending SIGTERM: still running ")
+    assert steps[-1].plain() == "forced off after 0.2 s: did not react to the power button (SIGTERM)"
