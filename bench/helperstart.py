@@ -23,7 +23,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from kit import PY, REPO, Samples, Section, cli, helper, release, round_robin, sandbox, say, timed
+from kit import PY, REPO, Samples, Section, cli, guestkit, helper, release, round_robin, sandbox, say, timed
 from kit import run as command
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -111,7 +111,9 @@ def run(section: Section, quick: bool) -> None:
     repeats = 6 if quick else 12
     box = sandbox("helper")
     try:
-        status_args = ["status", "benchx", "--pidfile", str(box / "benchx.pid"), "--qmp", str(box / "benchx.qmp")]
+        # --runas: the default RUNAS, as a generated script passes it
+        status_args = ["status", "benchx", "--pidfile", str(box / "benchx.pid"), "--qmp", str(box / "benchx.qmp"),
+                       "--runas", guestkit.GUEST_USER]
         have_system = os.access(SYSTEM_PYTHON, os.X_OK)
         env_inst = installed_env()
         variants = {}

@@ -45,8 +45,10 @@ _SANDBOXES: List[Path] = []
 
 
 def sandbox(tag: str) -> Path:
-    """A new short directory /tmp/qi-b<tag>-XXXX; every QEMU naming it is killed and it is removed
-    by cleanup(), also after Ctrl-C or a failure."""
+    """A new short directory /tmp/qi-b<tag>-XXXX; every QEMU of it is killed and it is removed by
+    cleanup(), also after Ctrl-C or a failure. A QEMU is the sandbox's when guestkit.processes()
+    finds it: its command line names the sandbox, or its output goes to a file there (the
+    helper's QEMU gets its sockets as descriptors: its command line may name no file of it)."""
     path = guestkit.short_tempdir(prefix=f"qi-b{tag}-")
     _SANDBOXES.append(path)
     return path

@@ -5,8 +5,9 @@ generation throughput and the runtime helper's start-up, measured side by side i
     bench/run.py [--quick] [--only NAME[,NAME…]] [--results DIR]
 
 Prints a Markdown table (and progress on stderr), writes results/latest.json and
-results/README-table.md. Every QEMU it starts names a sandbox /tmp/qi-b*-…; all of them are
-killed and the sandboxes removed at the end, on failure and on Ctrl-C. See bench/README.md.
+results/README-table.md. Every QEMU it starts belongs to a sandbox /tmp/qi-b*-… (its command
+line or its output names it); all of them are killed and the sandboxes removed at the end, on
+failure and on Ctrl-C. See bench/README.md.
 """
 
 from __future__ import annotations

@@ -65,7 +65,11 @@ class Guests:
         return script
 
     def kill(self, name: Optional[str] = None) -> None:
-        """SIGKILL the guest(s), wait until gone, remove pid files and sockets (not the locks)."""
+        """SIGKILL the guest(s), wait until gone, remove pid files and sockets (not the locks).
+
+        A guest is its pid file's pid, and only while guestkit finds that pid among this box's
+        QEMUs (by command line or by where its output goes: the helper's QEMU names no file of
+        the box in its argv), so a recycled pid is never killed."""
         if name is None:
             guestkit.kill_qemu(str(self.box))
         else:
@@ -73,7 +77,7 @@ class Guests:
                 pid = int(self.pidfile(name).read_text())
             except (OSError, ValueError):
                 pid = 0
-            if pid and guestkit.process_alive(pid) and str(self.box).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if pid and pid in guestkit.qemu_processes(str(self.box)):
                 os.kill(pid, signal.SIGKILL)
                 guestkit.wait_gone(pid)
         pattern = "*" if name is None else f"{name.lower()}.*"
@@ -101,6 +105,42 @@ def helper_args(script: Path, action: str) -> List[str]:
     if not words:
         raise RuntimeError(f"{script} {action} did not call its helper")
     return [os.fsdecode(w) for w in words]
+
+
+def option(args: List[str], name: str) -> str:
+    """The value of ``--name VALUE`` among the helper arguments before ``--`` ("" if absent)."""
+    head = args[:args.index("--")] if "--" in args else args
+    flag = f"--{name}"
+    return head[head.index(flag) + 1] if flag in head[:-1] else ""
+
+
+def by_hand(start_args: List[str]) -> List[str]:
+    """The cheapest command a person would type to start the same guest by hand: the QEMU
+    command line the script hands the helper, with the control and monitor sockets QEMU
+    creates itself at the script's paths (``-chardev socket,id=qmp,path=…``) instead of the
+    descriptors the helper binds and passes, ``-daemonize -pidfile`` (the script's pid file) so
+    that the command returns once QEMU has set the guest up, and without ``-sandbox`` (QEMU's
+    sandbox forbids the fork of ``-daemonize``). As whoever runs it (root here): no privilege
+    drop. A descriptor that is not one of the two sockets (a tap) has no by-hand equivalent
+    here: RuntimeError."""
+    argv = start_args[start_args.index("--") + 1:]
+    from qemu_init.runtime import launch  # the descriptor numbers the helper fills
+    paths = {f"fd={launch.QMP_FD}": option(start_args, "qmp"), f"fd={launch.HMP_FD}": option(start_args, "hmp")}
+    out: List[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "-sandbox":
+            next(words, None)
+            continue
+        if out and out[-1] in ("-chardev", "-netdev", "-add-fd") and "fd=" in word:
+            parts = word.split(",")
+            fds = [i for i, part in enumerate(parts) if part.startswith("fd=")]
+            if out[-1] != "-chardev" or len(fds) != 1 or not paths.get(parts[fds[0]]):
+                raise RuntimeError(f"{out[-1]} {word}: a descriptor with no by-hand equivalent")
+            parts[fds[0]] = "path=" + paths[parts[fds[0]]]
+            word = ",".join(parts)
+        out.append(word)
+    return [*out, "-daemonize", "-pidfile", option(start_args, "pidfile")]
 
 
 def script_vars(script: Path) -> Dict[str, str]:
