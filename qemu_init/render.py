@@ -308,7 +308,7 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
         source_args=[f"{s.path}={s.sha256}" for s in guest.sources],
         argv_lines=argv_lines(plan.argv),
         lsb_required=["$remote_fs", "$network"] + needs,
-        openrc_need=["localmount"] + needs,
+        openrc_need=needs,
         rcd_require=["LOGIN"] + needs,
         rcvar=f"{service}_enable",
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
@@ -364,7 +364,7 @@ def qemud_files(site: Site, init: str) -> List[Rendered]:
         long_description=f"Starts the guests listed in {site.paths.autostart} at boot and stops every"
                          " running guest at shutdown.",
         lsb_required=["$remote_fs", "$network"] + needs,
-        openrc_need=["localmount"] + needs,
+        openrc_need=needs,
         rcd_require=["LOGIN"] + needs,
         # Wants, not Requires: one bridge failing must not keep the guests on other bridges down.
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
