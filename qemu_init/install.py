@@ -8,26 +8,15 @@ script either old and whole or new and whole, never half written.
 from __future__ import annotations
 
 import os
-import sys
 from typing import List, Optional, Sequence, Tuple
 
 from . import render
 from .errors import RenderError
 from .files import sync_folder_of, write_atomic
 from .inventory import Inventory
+from .owner import detect_init
 
 ALL = "all"
-
-
-def detect_init() -> str:
-    """The init system that booted this host, by the marks each leaves at run time."""
-    if os.path.isdir("/run/systemd/system"):  # sd_booted()
-        return "systemd"
-    if os.path.exists("/run/openrc/softlevel"):  # what openrc-run itself checks
-        return "openrc"
-    if sys.platform.startswith("freebsd"):
-        return "bsd"
-    return "sysv"
 
 
 def _inits(init: Optional[str]) -> List[str]:

@@ -26,6 +26,7 @@ from .errors import ERROR, ConfigError, RegistryError, RenderError
 from .inventory import Inventory
 from .keys import RC_KEYS
 from .model import Guest, Host, Source
+from .owner import guest_service
 from .paths import Paths, read_layout
 from .runtime.control import LAUNCH_TIMEOUT
 
@@ -237,12 +238,8 @@ def site(inventory: Inventory, names: Sequence[str] = (), helper: Optional[Seque
                 host_source=file_source(inventory.paths.host_conf))
 
 
-# Service names. Guest names are letters and digits; bridge names may hold "." and "-", which
+# Service names (guests': owner.guest_service). Guest names are letters and digits; bridge names may hold "." and "-", which
 # rc.conf variables (qemu_bridge_<br>_enable) cannot.
-def guest_service(init: str, name: str) -> str:
-    return f"qemu_{name.lower()}" if init == "bsd" else f"qemu-{name.lower()}"
-
-
 def bridge_service(init: str, bridge: str) -> str:
     return "qemu_bridge_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge) if init == "bsd" else f"qemu-bridge-{bridge}"
 

@@ -1,0 +1,123 @@
+"""One owner per guest: a guest is started and stopped by its installed service.
+
+Whoever starts or stops a guest — the host service ``qemud`` at boot and shutdown, ``qemu-init
+start/stop NAME`` — goes through the service ``qemu-init install`` wrote for it: ``systemctl
+start qemu-NAME.service`` on systemd, the script ``/etc/init.d/qemu-NAME`` on SysV and OpenRC,
+``/usr/local/etc/rc.d/qemu_NAME onestart`` on FreeBSD. So every start runs the same command line
+(the one in plain sight in the script), and the init system's own view stays right: on systemd
+the guest runs in its own unit's cgroup and the unit reads active; OpenRC records it started.
+
+A guest without an installed service (registered after the last ``install``, or in a sandbox
+root without an init system) is started and stopped directly by the runtime helper, as its
+script would do it, with a warning saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Callable, List, Optional, Tuple
+
+from .errors import GuestError
+from .paths import Paths
+
+SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted()
+Say = Callable[[str], None]
+
+
+def detect_init() -> str:
+    """The init system that booted this host, by the marks each leaves at run time."""
+    if os.path.isdir(SYSTEMD_RUNNING):  # sd_booted()
+        return "systemd"
+    if os.path.exists("/run/openrc/softlevel"):  # what openrc-run itself checks
+        return "openrc"
+    if sys.platform.startswith("freebsd"):
+        return "bsd"
+    return "sysv"
+
+
+def guest_service(init: str, name: str) -> str:
+    """The name of a guest's service (FreeBSD rc.conf variables cannot hold "-")."""
+    return f"qemu_{name.lower()}" if init == "bsd" else f"qemu-{name.lower()}"
+
+
+def service_command(paths: Paths, init: str, name: str, action: str) -> Optional[List[str]]:
+    """The command that runs ``action`` (start, stop) through the guest's installed service, or
+    None when the init system cannot: the service is not installed, or (systemd) qemu-init
+    works in a sandbox root that systemd does not read."""
+    service = guest_service(init, name)
+    if init == "systemd":
+        unit = os.path.join(paths.unitdir, service + ".service")
+        if paths.root or not os.path.isdir(SYSTEMD_RUNNING) or not os.path.isfile(unit):
+            return None
+        return ["systemctl", action, service + ".service"]
+    script = os.path.join(paths.rcddir if init == "bsd" else paths.initdir, service)
+    if not os.access(script, os.X_OK):
+        return None
+    # FreeBSD: "one" runs the script whether or not qemu_NAME_enable is set; guests are chosen
+    # by autostart, not rc.conf.
+    return [script, "one" + action if init == "bsd" else action]
+
+
+def run(command: List[str]) -> Tuple[int, str]:
+    """Run a service command; its exit status and what it printed (stdout and stderr)."""
+    proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    return proc.returncode, proc.stdout.strip()
+
+
+def start(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str]]:
+    """Start a guest that is not running through its service: (exit status, output), or None
+    when it has no installed service."""
+    command = service_command(paths, init, name, "start")
+    if command is None:
+        return None
+    if init == "openrc":
+        # OpenRC still records "started" after the guest powered itself off, and would answer
+        # `start` with "already started": the guest is not running (the caller made sure), so
+        # that record is wrong and `zap` forgets it.
+        run(command[:-1] + ["zap"])
+    return run(command)
+
+
+def stop(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str]]:
+    """Stop a guest through its service: (exit status, output), or None without one."""
+    command = service_command(paths, init, name, "stop")
+    return None if command is None else run(command)
+
+
+def start_guest(paths: Paths, name: str, direct: Callable[[], None], say: Say,
+                init: Optional[str] = None) -> None:
+    """Start a guest that is not running by its service; ``direct()`` starts one that has none.
+    Raises GuestError when the service fails."""
+    init = init or detect_init()
+    result = start(paths, init, name)
+    if result is None:
+        say(f"{name}: {guest_service(init, name)} is not installed (run qemu-init install): starting it directly")
+        direct()
+        return
+    code, output = result
+    for line in output.splitlines():
+        say(line)
+    if code != 0:
+        raise GuestError(f"{guest_service(init, name)} start failed (exit status {code})", code)
+
+
+def stop_guest(paths: Paths, name: str, direct: Callable[[], None], running: Callable[[], bool], say: Say,
+               init: Optional[str] = None) -> None:
+    """Stop a guest by its service; ``direct()`` stops it when it has none, or when the service
+    left it running (it was started outside its service, so the init system took it for
+    stopped): a shutdown must never leave a guest to the final kill. Raises GuestError."""
+    init = init or detect_init()
+    result = stop(paths, init, name)
+    if result is not None:
+        code, output = result
+        for line in output.splitlines():
+            say(line)
+        if not running():
+            if code != 0:
+                raise GuestError(f"{guest_service(init, name)} stop failed (exit status {code})", code)
+            return
+        say(f"{name}: still running after {guest_service(init, name)} stop: stopping it directly")
+    direct()
