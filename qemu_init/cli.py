@@ -239,6 +239,9 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
     chosen = init or installer.detect_init()
     for path in installer.install(inv(), chosen, destdir):
         typer.echo(f"installed {path}")
+    packaged = installer.packaged_service(inv().paths)
+    if packaged and chosen in ("sysv", "openrc") and not destdir:
+        typer.echo(f"kept {packaged}: the package's host service, which serves every guest")
     typer.echo(installer.ENABLE_HINTS[chosen], err=True)
 
 
@@ -273,14 +276,14 @@ def _say(line: str) -> None:
     typer.echo(line)
 
 
-def _start(gc, control) -> None:
+def _start(gc, control, bridges=()) -> None:
     """Start a guest through its installed service (owner), as qemud does at boot."""
     from . import owner
     inventory = inv()
     if inventory.running(gc.name):
         control.start(gc)  # says it already runs, as its script would
         return
-    owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say)
+    owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say, bridges=bridges)
 
 
 def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> None:
@@ -300,7 +303,7 @@ def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> No
 def start(name: str = typer.Argument(..., autocompletion=complete_guest)) -> None:
     """Start a guest through its installed service (the same command line as at boot)."""
     with _guest(name) as (gc, control):
-        _start(gc, control)
+        _start(gc, control, inv().guest(name)[1].bridges)
 
 
 @app.command()
@@ -318,7 +321,7 @@ def restart(name: str = typer.Argument(..., autocompletion=complete_guest)) -> N
     """Stop, then start a guest."""
     with _guest(name) as (gc, control):
         _stop(gc, control)
-        _start(gc, control)
+        _start(gc, control, inv().guest(name)[1].bridges)
 
 
 @app.command()

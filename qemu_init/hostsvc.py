@@ -88,7 +88,8 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
             sleep(guest.bootdelay)
         try:
             owner.start_guest(inventory.paths, guest.name,
-                              lambda: control.start(inventory.control(entry, guest)), say, init)
+                              lambda: control.start(inventory.control(entry, guest)), say, init,
+                              guest.bridges)
             say(f"{guest.name}: started")
         except Exception as exc:  # one guest's trouble never keeps the others from starting
             say(f"{guest.name}: failed to start: {exc}")

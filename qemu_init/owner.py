@@ -15,9 +15,10 @@ script would do it, with a warning saying so.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import GuestError
 from .paths import Paths
@@ -42,6 +43,16 @@ def guest_service(init: str, name: str) -> str:
     return f"qemu_{name.lower()}" if init == "bsd" else f"qemu-{name.lower()}"
 
 
+def bridge_service(init: str, bridge: str) -> str:
+    """The name of a bridge's service (bridge names may hold "." and "-", rc.conf variables not)."""
+    return "qemu_bridge_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge) if init == "bsd" else f"qemu-bridge-{bridge}"
+
+
+def _script(paths: Paths, init: str, service: str) -> Optional[str]:
+    script = os.path.join(paths.rcddir if init == "bsd" else paths.initdir, service)
+    return script if os.access(script, os.X_OK) else None
+
+
 def service_command(paths: Paths, init: str, name: str, action: str) -> Optional[List[str]]:
     """The command that runs ``action`` (start, stop) through the guest's installed service, or
     None when the init system cannot: the service is not installed, or (systemd) qemu-init
@@ -52,8 +63,8 @@ def service_command(paths: Paths, init: str, name: str, action: str) -> Optional
         if paths.root or not os.path.isdir(SYSTEMD_RUNNING) or not os.path.isfile(unit):
             return None
         return ["systemctl", action, service + ".service"]
-    script = os.path.join(paths.rcddir if init == "bsd" else paths.initdir, service)
-    if not os.access(script, os.X_OK):
+    script = _script(paths, init, service)
+    if script is None:
         return None
     # FreeBSD: "one" runs the script whether or not qemu_NAME_enable is set; guests are chosen
     # by autostart, not rc.conf.
@@ -87,11 +98,30 @@ def stop(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str]]:
     return None if command is None else run(command)
 
 
+def start_bridges(paths: Paths, init: str, bridges: Sequence[str], say: Say) -> None:
+    """SysV and FreeBSD scripts do not start what they need (OpenRC's `need` and systemd's
+    Requires= do): start the guest's bridges' services first, as those would. A bridge that is
+    already up is left as it is."""
+    if init not in ("sysv", "bsd"):
+        return
+    for bridge in bridges:
+        script = _script(paths, init, bridge_service(init, bridge))
+        if script is not None:
+            code, output = run([script, "onestart" if init == "bsd" else "start"])
+            for line in output.splitlines():
+                say(line)
+            if code != 0:
+                raise GuestError(f"{bridge_service(init, bridge)} start failed (exit status {code})", code)
+
+
 def start_guest(paths: Paths, name: str, direct: Callable[[], None], say: Say,
-                init: Optional[str] = None) -> None:
-    """Start a guest that is not running by its service; ``direct()`` starts one that has none.
-    Raises GuestError when the service fails."""
+                init: Optional[str] = None, bridges: Sequence[str] = ()) -> None:
+    """Start a guest that is not running by its service (its ``bridges``' services first
+    where the init system does not); ``direct()`` starts one that has no service. Raises
+    GuestError when a service fails."""
     init = init or detect_init()
+    if service_command(paths, init, name, "start") is not None:
+        start_bridges(paths, init, bridges, say)
     result = start(paths, init, name)
     if result is None:
         say(f"{name}: {guest_service(init, name)} is not installed (run qemu-init install): starting it directly")
