@@ -150,6 +150,7 @@ ifeq ($(MKRUNDIR),yes)
 endif
 	$(INST) file 0644 man/qemu-init.8 '$(MANDIR)/man8/qemu-init.8'
 	$(INST) file 0644 man/qemud.8 '$(MANDIR)/man8/qemud.8'
+	$(INST) file 0644 man/qemu-init-helper.8 '$(MANDIR)/man8/qemu-init-helper.8'
 	$(INST) file 0644 man/qemu-init.5 '$(MANDIR)/man5/qemu-init.5'
 	$(INST) file 0644 contrib/completion/qemu-init.bash '$(BASHCOMPDIR)/qemu-init'
 	$(INST) file 0644 contrib/completion/_qemu-init '$(ZSHCOMPDIR)/_qemu-init'
