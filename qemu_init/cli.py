@@ -276,6 +276,10 @@ def _say(line: str) -> None:
     typer.echo(line)
 
 
+def _warn(line: str) -> None:
+    typer.echo(line, err=True)
+
+
 def _start(gc, control, bridges=()) -> None:
     """Start a guest through its installed service (owner), as qemud does at boot."""
     from . import owner
@@ -283,7 +287,7 @@ def _start(gc, control, bridges=()) -> None:
     if inventory.running(gc.name):
         control.start(gc)  # says it already runs, as its script would
         return
-    owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say, bridges=bridges)
+    owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say, bridges=bridges, warn=_warn)
 
 
 def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> None:
@@ -293,7 +297,7 @@ def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> No
     inventory = inv()
     direct = lambda: control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))  # noqa: E731
     if timeout is None and not force:
-        owner.stop_guest(inventory.paths, gc.name, direct, lambda: inventory.running(gc.name), _say)
+        owner.stop_guest(inventory.paths, gc.name, direct, lambda: inventory.running(gc.name), _say, warn=_warn)
         return
     direct()
     owner.stop(inventory.paths, owner.detect_init(), gc.name)  # nothing left to stop: just the record

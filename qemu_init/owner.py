@@ -71,16 +71,32 @@ def service_command(paths: Paths, init: str, name: str, action: str) -> Optional
     return [script, "one" + action if init == "bsd" else action]
 
 
-def run(command: List[str]) -> Tuple[int, str]:
-    """Run a service command; its exit status and what it printed (stdout and stderr)."""
-    proc = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-    return proc.returncode, proc.stdout.strip()
+def run(command: List[str]) -> Tuple[int, str, str]:
+    """Run a service command; its exit status and what it printed on stdout and stderr."""
+    proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
 
 
-def start(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str]]:
-    """Start a guest that is not running through its service: (exit status, output), or None
-    when it has no installed service."""
+def _report(result: Tuple[int, str, str], service: str, action: str, say: Say, warn: Say) -> None:
+    """Pass a service's output on; a failure is a GuestError with the service's own error line."""
+    code, out, err = result
+    for line in out.splitlines():
+        say(line)
+    errors = err.splitlines()
+    if code == 0:
+        for line in errors:
+            warn(line)
+        return
+    for line in errors[:-1]:
+        warn(line)
+    # The helper's error line already says "qemu-init: GUEST: …": it is passed on as it is.
+    last = errors[-1] if errors else f"{service} {action} failed (exit status {code})"
+    raise GuestError(last[len("qemu-init: "):] if last.startswith("qemu-init: ") else last, code)
+
+
+def start(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str, str]]:
+    """Start a guest that is not running through its service: (exit status, stdout, stderr),
+    or None when it has no installed service."""
     command = service_command(paths, init, name, "start")
     if command is None:
         return None
@@ -92,13 +108,13 @@ def start(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str]]:
     return run(command)
 
 
-def stop(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str]]:
-    """Stop a guest through its service: (exit status, output), or None without one."""
+def stop(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str, str]]:
+    """Stop a guest through its service: (exit status, stdout, stderr), or None without one."""
     command = service_command(paths, init, name, "stop")
     return None if command is None else run(command)
 
 
-def start_bridges(paths: Paths, init: str, bridges: Sequence[str], say: Say) -> None:
+def start_bridges(paths: Paths, init: str, bridges: Sequence[str], say: Say, warn: Say) -> None:
     """SysV and FreeBSD scripts do not start what they need (OpenRC's `need` and systemd's
     Requires= do): start the guest's bridges' services first, as those would. A bridge that is
     already up is left as it is."""
@@ -107,47 +123,42 @@ def start_bridges(paths: Paths, init: str, bridges: Sequence[str], say: Say) -> 
     for bridge in bridges:
         script = _script(paths, init, bridge_service(init, bridge))
         if script is not None:
-            code, output = run([script, "onestart" if init == "bsd" else "start"])
-            for line in output.splitlines():
-                say(line)
-            if code != 0:
-                raise GuestError(f"{bridge_service(init, bridge)} start failed (exit status {code})", code)
+            _report(run([script, "onestart" if init == "bsd" else "start"]), bridge_service(init, bridge), "start",
+                    say, warn)
 
 
 def start_guest(paths: Paths, name: str, direct: Callable[[], None], say: Say,
-                init: Optional[str] = None, bridges: Sequence[str] = ()) -> None:
+                init: Optional[str] = None, bridges: Sequence[str] = (), warn: Optional[Say] = None) -> None:
     """Start a guest that is not running by its service (its ``bridges``' services first
-    where the init system does not); ``direct()`` starts one that has no service. Raises
+    where the init system does not); ``direct()`` starts one that has no service. What the
+    services print goes to ``say`` (stdout) and ``warn`` (stderr; default ``say``). Raises
     GuestError when a service fails."""
     init = init or detect_init()
+    warn = warn or say
     if service_command(paths, init, name, "start") is not None:
-        start_bridges(paths, init, bridges, say)
+        start_bridges(paths, init, bridges, say, warn)
     result = start(paths, init, name)
     if result is None:
-        say(f"{name}: {guest_service(init, name)} is not installed (run qemu-init install): starting it directly")
+        warn(f"{name}: {guest_service(init, name)} is not installed (run qemu-init install): starting it directly")
         direct()
         return
-    code, output = result
-    for line in output.splitlines():
-        say(line)
-    if code != 0:
-        raise GuestError(f"{guest_service(init, name)} start failed (exit status {code})", code)
+    _report(result, guest_service(init, name), "start", say, warn)
 
 
 def stop_guest(paths: Paths, name: str, direct: Callable[[], None], running: Callable[[], bool], say: Say,
-               init: Optional[str] = None) -> None:
+               init: Optional[str] = None, warn: Optional[Say] = None) -> None:
     """Stop a guest by its service; ``direct()`` stops it when it has none, or when the service
     left it running (it was started outside its service, so the init system took it for
     stopped): a shutdown must never leave a guest to the final kill. Raises GuestError."""
     init = init or detect_init()
+    warn = warn or say
     result = stop(paths, init, name)
     if result is not None:
-        code, output = result
-        for line in output.splitlines():
-            say(line)
         if not running():
-            if code != 0:
-                raise GuestError(f"{guest_service(init, name)} stop failed (exit status {code})", code)
+            _report(result, guest_service(init, name), "stop", say, warn)
             return
-        say(f"{name}: still running after {guest_service(init, name)} stop: stopping it directly")
+        code, out, err = result
+        for line in (out + "\n" + err).strip().splitlines():
+            say(line)
+        warn(f"{name}: still running after {guest_service(init, name)} stop: stopping it directly")
     direct()

@@ -64,7 +64,11 @@ SERVICE = {
 # Console lines of the init system's final kill-all and of unmounting the file systems.
 KILL_ALL = {"sysv": "Asking all remaining processes to terminate", "openrc": "Asking all remaining processes to terminate",
             "systemd": "Sending SIGTERM to remaining processes"}
-UNMOUNT = {"sysv": "Deactivating swap", "openrc": "Unmounting local filesystems", "systemd": "Reached target umount.target"}
+# (Debian's umountfs and umountnfs: "umount: …" complaints, "Unmounting …", "Deactivating swap";
+# systemd: its local file systems, /tmp among them, not the bind mounts nspawn adds.)
+UNMOUNT = {"sysv": ("umount:", "Unmounting", "Deactivating swap"),
+           "openrc": ("umount:", "Unmounting", "Deactivating swap"),
+           "systemd": ("Unmounting tmp.mount", "Stopped target local-fs.target", "Reached target umount.target")}
 # The shutdown budget: systemd's guest units allow STOPDELAY + the forced steps + a margin;
 # sysvinit and OpenRC have none of their own, so the same bound is asked of them.
 BUDGET = 60
@@ -204,11 +208,12 @@ def _boot_under_test(machine: Machine) -> Dict:
     return record
 
 
-def _line_index(console: str, text: str) -> int:
+def _line_index(console: str, *texts: str) -> int:
+    """The number of the first console line holding any of ``texts``."""
     for number, line in enumerate(console.splitlines()):
-        if text in line:
+        if any(text in line for text in texts):
             return number
-    raise AssertionError(f"no console line with {text!r}:\n{console[-6000:]}")
+    raise AssertionError(f"no console line with {texts!r}:\n{console[-6000:]}")
 
 
 def test_install_in_the_booted_host_keeps_the_package_files_intact(host):
@@ -255,7 +260,7 @@ def test_every_graceful_guest_powers_itself_off_before_kill_all_and_unmount(host
         steps = stop_steps(host["logs"][name])
         assert [s.split()[0] for s in steps] == ["POWERDOWN", "GONE"], (name, steps)  # no forced step
     console = host["console"]
-    kill_all, unmount = _line_index(console, KILL_ALL[init]), _line_index(console, UNMOUNT[init])
+    kill_all, unmount = _line_index(console, KILL_ALL[init]), _line_index(console, *UNMOUNT[init])
     stopped = [_line_index(console, f"Stopped qemu-{n}.service" if init == "systemd" else f"{n}: stopped")
                for n in ("db1", "web1", "cli1", "stub1")]
     assert max(stopped) < kill_all and max(stopped) < unmount, (stopped, kill_all, unmount)
