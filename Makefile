@@ -49,7 +49,8 @@ clean:
 # The Python package goes to a private folder (LIBDIR) with small launchers in BINDIR, run by
 # PYTHON; its dependencies (jinja2, typer) come from the system. Every folder below can be
 # overridden on the command line, e.g. MANDIR=/usr/local/man. Packages that keep their own file
-# list set MANIFEST= and MKRUNDIR=no (a package must not ship a folder in /run, a tmpfs).
+# list set MANIFEST= and MKRUNDIR=no (a package must not ship a folder in /run, a tmpfs);
+# one that ships the host service sets PACKAGED_SERVICE to its path.
 #   make stage       build what install copies, under build/stage (no root needed)
 #   make man         regenerate man/qemu-init.5 from man/qemu-init.5.in and qemu_init/keys.py
 #   make completion  regenerate contrib/completion/* from the command line itself
@@ -67,6 +68,9 @@ INITSYS := $(shell if [ -d /run/systemd/system ]; then echo systemd; \
 	elif [ "$$(uname -s)" = FreeBSD ]; then echo bsd; else echo sysv; fi)
 endif
 MKRUNDIR ?= yes
+# Packages that ship the host service as their own file (a conffile) name it here:
+# `qemu-init install` then leaves it alone. Empty: install keeps it up to date.
+PACKAGED_SERVICE ?=
 
 prefix := $(patsubst %/,%,$(PREFIX))
 # As qemu_init/paths.py: configuration in /etc for PREFIX=/usr, else in PREFIX/etc.
@@ -118,7 +122,9 @@ stage:
 	find $(STAGE)/lib -name __pycache__ -prune -exec rm -rf {} + -o -name layout.conf -exec rm -f {} +
 	printf '%s\n' '# Written by make install: the layout of this installation (qemu_init/paths.py).' \
 	  'kind=$(LAYOUT)' 'prefix=$(prefix)' 'suffix=$(SUFFIX)' 'appdir=$(APPDIR)' \
-	  '# where qemu-init and qemu-init-helper are' 'bindir=$(BINDIR)' >$(STAGE)/lib/qemu_init/layout.conf
+	  '# where qemu-init and qemu-init-helper are' 'bindir=$(BINDIR)' \
+	  '# the host service a package ships, which qemu-init install leaves alone' \
+	  'packaged_service=$(PACKAGED_SERVICE)' >$(STAGE)/lib/qemu_init/layout.conf
 	$(PYTHON) -m compileall -q --invalidation-mode checked-hash -d '$(LIBDIR)/qemu_init' $(STAGE)/lib/qemu_init
 	py=$$($(PYTHON) -c 'import sys; print(sys.executable)') && \
 	  $(PYTHON) contrib/mkfiles.py launchers $(STAGE)/bin '$(LIBDIR)' "$$py"
@@ -144,6 +150,7 @@ ifeq ($(MKRUNDIR),yes)
 endif
 	$(INST) file 0644 man/qemu-init.8 '$(MANDIR)/man8/qemu-init.8'
 	$(INST) file 0644 man/qemud.8 '$(MANDIR)/man8/qemud.8'
+	$(INST) file 0644 man/qemu-init-helper.8 '$(MANDIR)/man8/qemu-init-helper.8'
 	$(INST) file 0644 man/qemu-init.5 '$(MANDIR)/man5/qemu-init.5'
 	$(INST) file 0644 contrib/completion/qemu-init.bash '$(BASHCOMPDIR)/qemu-init'
 	$(INST) file 0644 contrib/completion/_qemu-init '$(ZSHCOMPDIR)/_qemu-init'

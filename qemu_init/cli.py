@@ -357,6 +357,9 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
 
     for path in installer.install(inv(), chosen, destdir, removed=removed):
         typer.echo(f"installed {path}")
+    packaged = installer.packaged_service(inv().paths)
+    if packaged and chosen in ("sysv", "openrc") and not destdir:
+        typer.echo(f"kept {packaged}: the package's host service, which serves every guest")
     typer.echo(installer.ENABLE_HINTS[chosen], err=True)
 
 
@@ -391,11 +394,42 @@ def _progress(name: str):
     return lambda step: typer.echo(f"{name}: {step.plain()}", err=True)
 
 
+def _say(line: str) -> None:
+    typer.echo(line)
+
+
+def _warn(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _start(gc, control, bridges=()) -> None:
+    """Start a guest through its installed service (owner), as qemud does at boot."""
+    from . import owner
+    inventory = inv()
+    if inventory.running(gc.name):
+        control.start(gc)  # says it already runs, as its script would
+        return
+    owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say, bridges=bridges, warn=_warn)
+
+
+def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> None:
+    """Stop a guest through its installed service (owner). With --timeout or --force, which its
+    service has no way to pass on, the helper stops it here; its service then records that."""
+    from . import owner
+    inventory = inv()
+    direct = lambda: control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))  # noqa: E731
+    if timeout is None and not force:
+        owner.stop_guest(inventory.paths, gc.name, direct, lambda: inventory.running(gc.name), _say, warn=_warn)
+        return
+    direct()
+    owner.stop(inventory.paths, owner.detect_init(), gc.name)  # nothing left to stop: just the record
+
+
 @app.command()
 def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
-    """Start a guest (the same code path as its init script)."""
+    """Start a guest through its installed service (the same command line as at boot)."""
     with _guest(name) as (gc, control):
-        control.start(gc)
+        _start(gc, control, inv().guest(name)[1].bridges)
 
 
 @app.command()
@@ -403,17 +437,17 @@ def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
          timeout: Optional[str] = typer.Option(None, "--timeout", metavar="S", callback=_seconds,
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
          force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
-    """Shut a guest down cleanly: power button, wait, then force it off."""
+    """Shut a guest down cleanly through its service: power button, wait, then force it off."""
     with _guest(name, despite_errors=True) as (gc, control):
-        control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))
+        _stop(gc, control, timeout, force)
 
 
 @app.command()
 def restart(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Stop, then start a guest."""
     with _guest(name) as (gc, control):
-        control.stop(gc, progress=_progress(gc.name))
-        control.start(gc)
+        _stop(gc, control)
+        _start(gc, control, inv().guest(name)[1].bridges)
 
 
 @app.command()

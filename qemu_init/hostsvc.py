@@ -1,5 +1,9 @@
 """The host service ``qemud`` (SPEC §7): start the autostart guests, stop all guests, show them.
 
+qemud decides when, the guests' own services do the work (``owner``): each guest is started
+and stopped through its installed service, so boot runs the command line of the installed
+script and the init system knows the guest runs (on systemd, in its own unit).
+
 Stopping runs guests in parallel (bounded by PARALLEL), dependents before their dependencies,
 so a host shutdown takes about as long as its slowest guest, not the sum of all of them.
 """
@@ -11,6 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Dict, List, Set, Tuple
 
+from . import owner
 from .errors import ERROR
 from .inventory import Inventory
 from .model import Guest
@@ -62,6 +67,7 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
     from .runtime import control
 
     guests, broken = _valid_guests(inventory)
+    init = owner.detect_init()
     failed: Dict[str, str] = {}  # lower-case name -> name
     for key in start_order(inventory.registry.autostart(), guests):
         if key not in guests:
@@ -81,7 +87,9 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
             say(f"{guest.name}: waiting {guest.bootdelay} s (BOOTDELAY)")
             sleep(guest.bootdelay)
         try:
-            control.start(inventory.control(entry, guest))
+            owner.start_guest(inventory.paths, guest.name,
+                              lambda: control.start(inventory.control(entry, guest)), say, init,
+                              guest.bridges)
             say(f"{guest.name}: started")
         except Exception as exc:  # one guest's trouble never keeps the others from starting
             say(f"{guest.name}: failed to start: {exc}")
@@ -120,11 +128,14 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     failed: List[str] = []
     last: Dict[str, object] = {}  # key -> the stop's last Transition: was it forced?
 
+    init = owner.detect_init()
+
     def stop_one(key: str) -> None:
-        gc = running[key][1]
+        name, gc = running[key][0], running[key][1]
         with lock:
             deadlines[key] = time.monotonic() + gc.stopdelay
-        control.stop(gc, progress=lambda step: last.__setitem__(key, step))
+        owner.stop_guest(inventory.paths, name, lambda: control.stop(gc, progress=lambda step: last.__setitem__(key, step)),
+                         lambda: inventory.running(name), say, init)
 
     pending = set(running)
     futures: Dict[Future, str] = {}

@@ -8,6 +8,7 @@ script either old and whole or new and whole, never half written.
 from __future__ import annotations
 
 import os
+import os
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -15,19 +16,10 @@ from . import render
 from .errors import RenderError
 from .files import sync_folder_of, write_atomic
 from .inventory import Inventory, recorded_scripts
+from .owner import detect_init
+from .paths import Paths, read_layout
 
 ALL = "all"
-
-
-def detect_init() -> str:
-    """The init system that booted this host, by the marks each leaves at run time."""
-    if os.path.isdir("/run/systemd/system"):  # sd_booted()
-        return "systemd"
-    if os.path.exists("/run/openrc/softlevel"):  # what openrc-run itself checks
-        return "openrc"
-    if sys.platform.startswith("freebsd"):
-        return "bsd"
-    return "sysv"
 
 
 def _inits(init: Optional[str]) -> List[str]:
@@ -118,9 +110,12 @@ def install(inventory: Inventory, init: Optional[str] = None, destdir: Optional[
     if len(inits) > 1:
         raise RenderError("install takes one init system; use generate --init all --output DIR to see them all")
     site = render.site(inventory, helper=helper)
+    packaged = packaged_service(inventory.paths)
     files = []
     for item in render.render_site(site, inits[0]):
         path = os.path.join(getattr(inventory.paths, item.folder), item.path)
+        if path == packaged:
+            continue  # the package's own file: rewriting it would make every upgrade ask
         if destdir:
             path = os.path.join(destdir, path.lstrip("/"))
         files.append((path, item.text, item.mode))
@@ -137,10 +132,23 @@ def install(inventory: Inventory, init: Optional[str] = None, destdir: Optional[
     return written
 
 
-# How to enable what install wrote, by init system.
+def packaged_service(paths: Paths) -> Optional[str]:
+    """The host service a package installed as its own file (``packaged_service`` in the
+    layout record), under the sandbox root if there is one; None without one."""
+    packaged = read_layout().packaged_service
+    if not packaged:
+        return None
+    return os.path.join(paths.root, packaged.lstrip("/")) if paths.root else packaged
+
+
+# How to enable what install wrote, by init system: the host service only. It starts the
+# autostart guests at boot through their own services (which bring their bridges up) and stops
+# every running guest at shutdown; a guest's own service is not enabled, or it would start
+# outside the autostart order.
 ENABLE_HINTS = {
-    "sysv": "enable at boot: update-rc.d qemud defaults (or insserv qemud); per guest: update-rc.d qemu-NAME defaults",
-    "openrc": "enable at boot: rc-update add qemud default; per guest: rc-update add qemu-NAME default",
-    "bsd": "enable at boot: sysrc qemud_enable=YES; per guest: sysrc qemu_NAME_enable=YES",
-    "systemd": "then: systemctl daemon-reload; enable at boot: systemctl enable qemud.service",
+    "sysv": "enable at boot: update-rc.d qemud defaults (only qemud: it starts the autostart guests)",
+    "openrc": "enable at boot: rc-update add qemud default (only qemud: it starts the autostart guests)",
+    "bsd": "enable at boot: sysrc qemud_enable=YES (only qemud: it starts the autostart guests)",
+    "systemd": "then: systemctl daemon-reload; enable at boot: systemctl enable qemud.service"
+               " (only qemud: it starts the autostart guests)",
 }

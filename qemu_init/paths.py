@@ -23,6 +23,9 @@ class Layout:
     suffix: str = "qemu-init"
     appdir: str = "/var/lib/qemud"  # the system user's home, for the APPDIR layout
     bindir: str = ""  # where `make install` put qemu-init and qemu-init-helper ("": not recorded)
+    # The host service a package ships (e.g. /etc/init.d/qemud, a dpkg conffile): `qemu-init
+    # install` leaves it alone, so an upgrade never finds it changed and never asks about it.
+    packaged_service: str = ""
 
 
 def read_layout(path: str = LAYOUT_FILE) -> Layout:

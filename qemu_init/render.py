@@ -26,6 +26,7 @@ from .errors import ERROR, ConfigError, RegistryError, RenderError
 from .inventory import Inventory
 from .keys import RC_KEYS
 from .model import Guest, Host, Source
+from .owner import bridge_service, guest_service
 from .paths import Paths, read_layout
 from .runtime.control import LAUNCH_TIMEOUT
 
@@ -241,16 +242,8 @@ def site(inventory: Inventory, names: Sequence[str] = (), helper: Optional[Seque
                 host_source=file_source(inventory.paths.host_conf))
 
 
-# Service names. Guest names are letters and digits; bridge names may hold "." and "-", which
+# Service names: owner.guest_service, owner.bridge_service. Guest names are letters and digits; bridge names may hold "." and "-", which
 # rc.conf variables (qemu_bridge_<br>_enable) cannot.
-def guest_service(init: str, name: str) -> str:
-    return f"qemu_{name.lower()}" if init == "bsd" else f"qemu-{name.lower()}"
-
-
-def bridge_service(init: str, bridge: str) -> str:
-    return "qemu_bridge_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge) if init == "bsd" else f"qemu-bridge-{bridge}"
-
-
 def unit_file(name: str) -> str:
     return name + ".service"
 
@@ -312,7 +305,7 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
         source_args=[f"{s.path}={s.sha256}" for s in guest.sources],
         argv_lines=argv_lines(plan.argv),
         lsb_required=["$remote_fs", "$network"] + needs,
-        openrc_need=["localmount"] + needs,
+        openrc_need=needs,
         rcd_require=["LOGIN"] + needs,
         rcvar=f"{service}_enable",
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
@@ -352,8 +345,11 @@ def qemud_files(site: Site, init: str) -> List[Rendered]:
         service="qemud", title=title, command=site.command, autostart=site.paths.autostart,
         long_description=f"Starts the guests listed in {site.paths.autostart} at boot and stops every"
                          " running guest at shutdown.",
-        lsb_required=["$remote_fs", "$network"] + needs,
-        openrc_need=["localmount"] + needs,
+        # SysV and OpenRC: nothing about the registered guests, so the host service a package
+        # ships stays right as guests come and go. Bridges order themselves before qemud, and
+        # a guest's service brings its bridges up (qemud does that for SysV).
+        lsb_required=["$remote_fs", "$network"],
+        openrc_need=[],
         rcd_require=["LOGIN"] + needs,
         # Wants, not Requires: one bridge failing must not keep the guests on other bridges down.
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],

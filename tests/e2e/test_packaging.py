@@ -99,6 +99,7 @@ COMMON_FILES = {
     "/usr/local/share/man/man5/qemu-init.5": 0o644,
     "/usr/local/share/man/man8/qemu-init.8": 0o644,
     "/usr/local/share/man/man8/qemud.8": 0o644,
+    "/usr/local/share/man/man8/qemu-init-helper.8": 0o644,
     "/usr/local/share/bash-completion/completions/qemu-init": 0o644,
     "/usr/local/share/zsh/site-functions/_qemu-init": 0o644,
     "/usr/local/share/fish/vendor_completions.d/qemu-init.fish": 0o644,
@@ -372,8 +373,8 @@ def test_debian_package_builds_lints_installs_and_purges(tmp_path):
     assert deb.exists()
 
     lint = run(["lintian", "--no-tag-display-limit", str(deb)], check=False, env=build_env, timeout=600)
-    errors = [line for line in lint.stdout.splitlines() if line.startswith("E:")]
-    assert errors == [], lint.stdout + lint.stderr
+    complaints = [line for line in lint.stdout.splitlines() if line.startswith(("E:", "W:"))]
+    assert complaints == [], lint.stdout + lint.stderr
 
     before = installed_packages()
     user_existed = system_user("qemud")

@@ -168,3 +168,35 @@ def test_install_warns_when_the_scripts_would_call_into_a_development_tree(tmp_p
     assert proc.stderr.splitlines()[0].startswith(f"qemu-init: warning: the scripts will call ")
     assert f"in the development tree {repo}: they stop working when it moves" in proc.stderr
     assert install.development_tree(["/usr/sbin/qemu-init-helper"]) is None
+
+
+def test_install_leaves_the_packages_host_service_alone(inventory, monkeypatch):
+    """A package's conffile (layout record: packaged_service) is never rewritten, so upgrades
+    never ask about it; everything else is installed as usual."""
+    paths = inventory.paths
+    packaged = Path(paths.initdir) / "qemud"
+    packaged.parent.mkdir(parents=True)
+    packaged.write_text("#!/bin/sh\n# the package's\n")
+    monkeypatch.setattr(install, "read_layout", lambda: Layout(packaged_service="/etc/init.d/qemud"))
+    written = install.install(inventory, "sysv")
+    assert str(packaged) not in written and packaged.read_text() == "#!/bin/sh\n# the package's\n"
+    assert str(Path(paths.initdir) / "qemu-db1") in written
+    # systemd's unit lives elsewhere: install keeps it up to date (its timeouts follow the guests)
+    assert str(Path(paths.unitdir) / "qemud.service") in install.install(inventory, "systemd")
+
+
+def test_the_host_service_of_sysv_and_openrc_does_not_depend_on_the_guests(inventory, tmp_path):
+    """What a package ships (rendered with no guests) stays right as guests come and go: the
+    bridges order themselves before qemud, the guests' services bring their bridges along."""
+    install.generate(inventory, "all", str(tmp_path / "with"))
+    empty = Inventory(Paths.for_layout(Layout(), str(tmp_path / "empty")))
+    install.generate(empty, "all", str(tmp_path / "without"))
+
+    def body(path):  # without the banner, which names the files it was made from, and the root
+        text = path.read_text().replace(str(tmp_path / "root"), "ROOT").replace(str(tmp_path / "empty"), "ROOT")
+        return [line for line in text.splitlines() if not line.startswith("#") or "INIT INFO" in line
+                or line.startswith("# Required")]
+    for init in ("sysv", "openrc"):
+        assert body(tmp_path / "with" / init / "qemud") == body(tmp_path / "without" / init / "qemud"), init
+    assert "X-Start-Before:    qemud" in (tmp_path / "with/sysv/qemu-bridge-br0").read_text()
+    assert "before qemud" in (tmp_path / "with/openrc/qemu-bridge-br0").read_text()

@@ -11,7 +11,8 @@ import typer
 
 REPO = Path(__file__).resolve().parents[2]
 MAN = REPO / "man"
-PAGES = {"qemu-init.5": MAN / "qemu-init.5", "qemu-init.8": MAN / "qemu-init.8", "qemud.8": MAN / "qemud.8"}
+PAGES = {"qemu-init.5": MAN / "qemu-init.5", "qemu-init.8": MAN / "qemu-init.8", "qemud.8": MAN / "qemud.8",
+         "qemu-init-helper.8": MAN / "qemu-init-helper.8"}
 
 sys.path.insert(0, str(REPO / "contrib"))
 import mkfiles  # noqa: E402  (the build tool that writes qemu-init(5))
