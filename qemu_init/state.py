@@ -36,7 +36,7 @@ def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str,
     pid = None
     if code == 0:
         try:
-            pid = proc.probe(gc.pidfile, gc.name)[1]
+            pid = proc.probe(gc.pidfile, gc.name, gc.uids)[1]
         except OSError:
             pid = None
     running = code == 0
