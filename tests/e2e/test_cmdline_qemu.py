@@ -6,7 +6,7 @@ import socket
 import subprocess
 
 import pytest
-from guestkit import GUEST_USER, qemu_processes, qmp, wait_for_line, wait_gone
+from guestkit import GUEST_USER, console_file, qemu_processes, qmp, wait_for_line, wait_gone
 from guestkit.qemuinit import host_conf, qi, write_guest
 
 pytestmark = pytest.mark.qemu
@@ -47,7 +47,7 @@ def test_shown_command_line_runs_in_real_qemu(sandbox, test_guest):
 
 def test_kernel_in_cfg_file_boots_and_prints(sandbox, test_guest):
     root = sandbox / "root"
-    serial = sandbox / "console.log"
+    serial = console_file(sandbox / "console.log")
     write_guest(sandbox / "vms", "boot1", test_guest, kernel_args="qi.echo=hello", serial=serial)
     qi(root, "register", str(sandbox / "vms"), check=0)
     run_shown(root, "boot1")

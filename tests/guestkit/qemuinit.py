@@ -56,7 +56,9 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
     rcfile.write_text("\n".join(lines) + "\n")
     cfg_lines = []
     if guest is not None:
-        serial = console_file(serial or folder / f"{name.lower()}.serial")
+        # its console: made here for QEMU's user when it is the default one; a caller naming
+        # another (in a container's root, say) makes it itself
+        serial = serial or console_file(folder / f"{name.lower()}.serial")
         append = f"console=ttyS0 panic=-1 qi.name={name} {kernel_args}".strip()
         cfg_lines += [f"-kernel {shlex.quote(str(guest.kernel))}", f"-initrd {shlex.quote(str(guest.initrd))}",
                       f"-append {shlex.quote(append)}", f"-serial {shlex.quote('file:' + str(serial))}",
