@@ -386,8 +386,9 @@ def _guest(name: str, despite_errors: bool = False):
                    err=True)
     try:
         yield gc, control
-    except GuestError as exc:
-        raise GuestError(f"{gc.name}: {exc}", exc.exit_code) from None
+    except GuestError as exc:  # named once: the guest's service may have named it already
+        said = str(exc)
+        raise GuestError(said if said.startswith(f"{gc.name}: ") else f"{gc.name}: {said}", exc.exit_code) from None
 
 
 def _progress(name: str):

@@ -268,6 +268,7 @@ def test_example_guests_are_valid_and_show_what_they_are_for(tmp_path):
     examples = REPO / "contrib/examples"
     assert {"minimal", "storage", "twonics", "depends"} <= {p.name for p in examples.iterdir()}
     root = tmp_path / "root"
+    root.mkdir()  # an empty host: --root must name a folder that exists
     for folder in sorted(examples.iterdir()):
         qi(root, "check", str(folder))
         qi(root, "register", str(folder))
@@ -380,6 +381,7 @@ def test_debian_package_builds_lints_installs_and_purges(tmp_path):
     user_existed = system_user("qemud")
     apt_env = dict(build_env, DEBIAN_FRONTEND="noninteractive")
     sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()  # an empty host for `check`: --root must name a folder that exists
     try:
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends", str(deb)], env=apt_env, timeout=600)
         helped = run(["/usr/bin/qemu-init", "--help"], env=build_env)
