@@ -475,6 +475,19 @@ def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=comple
     raise typer.Exit(code)
 
 
+def _run_state(action: str, doc: str):  # type: ignore[no-untyped-def]
+    def command(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
+        with _guest(name) as (gc, control):
+            raise typer.Exit(control.run_state(gc, action))
+    command.__doc__ = doc
+    app.command(action)(command)
+
+
+_run_state("pause", "Pause a running guest (its CPUs stop; status says paused) until `resume`.")
+_run_state("resume", "Resume a paused guest.")
+_run_state("reset", "Reset a guest at once, as its reset button does: a reboot without shutting down.")
+
+
 @app.command()
 def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
             command: List[str] = typer.Argument(None, metavar="[COMMAND]...",

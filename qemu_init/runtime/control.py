@@ -1,4 +1,4 @@
-"""start / stop / status / monitor of one guest: what the generated init scripts run.
+"""start / stop / status / pause / resume / reset / monitor of one guest: what the generated init scripts run.
 
 Everything comes from the command line (a GuestControl); no configuration file is read here.
 start and stop hold a per-guest ``flock`` so that they never race (ten concurrent starts make one
@@ -411,6 +411,24 @@ def start(gc: GuestControl) -> int:
 
 # -- stop --------------------------------------------------------------------------------------
 
+def _resume_for_the_power_button(gc: GuestControl, report: Callable[[Transition], None]) -> None:
+    """A paused guest (``pause``) cannot see its power button: without this, every stop of one
+    would wait out STOPDELAY and then force it off. Resumed first; any failure here is left to
+    the stop machine, which copes with every kind of QMP trouble."""
+    from . import stop as stopmachine
+    from .qmp import QMP
+    try:
+        with QMP(gc.qmp, 1.0) as q:
+            result = q.execute("query-status")
+            if isinstance(result, dict) and result.get("status") == "paused":
+                q.execute("cont")
+            else:
+                return
+    except QMPError:
+        return
+    report(stopmachine.Transition(stopmachine.WAIT, 0.0, "it was paused: resumed it"))
+
+
 def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
          progress: Optional[Callable[[Transition], None]] = None,
          timing: Optional[Timing] = None) -> int:
@@ -444,6 +462,12 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             if progress is not None:
                 progress(step)
 
+        if not force:
+            # what a slow control socket took here counts against the grace period: a stop
+            # stays within STOPDELAY and the forced steps (the init systems' stop timeouts)
+            began = time.monotonic()
+            _resume_for_the_power_button(gc, report)
+            grace = max(0.0, grace - round(time.monotonic() - began, 1))
         try:
             # process.sleep returns as soon as QEMU exits: a stop never waits out a poll interval
             stopmachine.run(process.alive, process.signal, qmp, grace, force,
@@ -454,6 +478,33 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
         finally:
             process.close()
         _cleanup(gc)
+    return 0
+
+
+# -- pause / resume / reset ------------------------------------------------------------------
+
+# action: (QMP command, what the guest is afterwards). No lock, as status and monitor: one
+# short QMP command, which must get through while a stop waits for the guest to power down.
+_RUN_STATE = {"pause": ("stop", "paused"), "resume": ("cont", "running"),
+              "reset": ("system_reset", "reset")}
+
+
+def run_state(gc: GuestControl, action: str, timeout: float = MONITOR_TIMEOUT) -> int:
+    """Pause (QMP ``stop``), resume (``cont``) or reset (``system_reset``: a hard reboot, as the
+    reset button) the running guest; says so in one line and in the guest log."""
+    from .qmp import QMP
+    command, done = _RUN_STATE[action]
+    try:
+        with QMP(gc.qmp, timeout) as q:
+            q.execute(command)
+    except QMPConnectError as e:
+        if os.path.exists(gc.qmp):
+            raise GuestError(f"its control socket does not answer (is it running?): {e}", 1) from None
+        raise GuestError("not running (no control socket)", 1) from None
+    except QMPError as e:
+        raise GuestError(f"{action} failed: {e}", 1) from None
+    log(gc, done)
+    print(f"{gc.name}: {done}")
     return 0
 
 

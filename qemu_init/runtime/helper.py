@@ -7,6 +7,7 @@
         --stopdelay N [--timeout S] [--force] [--tap IF]... [--quiet]
     qemu-init-helper status NAME --pidfile P --qmp S --runas U [--vnc TEXT] [--monitor TEXT]
         (exit: LSB)
+    qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
 
 Everything arrives on the command line: the helper never reads guest configuration, so what the
@@ -32,6 +33,9 @@ _ACTIONS = {  # name: (help, the paths it requires)
     "stop": ("stop the guest: power button, then quit, SIGTERM, SIGKILL",
              ("pidfile", "qmp", "lock", "log", "runas")),
     "status": ("one line of status; the exit code is LSB's", ("pidfile", "qmp", "runas")),
+    "pause": ("pause the guest's CPUs (QMP stop)", ("qmp",)),
+    "resume": ("resume a paused guest (QMP cont)", ("qmp",)),
+    "reset": ("reset the guest at once, as its reset button (QMP system_reset)", ("qmp",)),
     "monitor": ("a human monitor command, or a session without one", ("qmp",)),
 }
 
@@ -71,6 +75,8 @@ def _options(action: str, p) -> None:  # type: ignore[no-untyped-def]
         p.add_argument("--timeout", type=_seconds, metavar="S", help="wait S seconds instead of STOPDELAY")
         p.add_argument("--force", action="store_true", help="skip the power button")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    if action in ("pause", "resume", "reset"):
+        p.add_argument("--log", default="", metavar="L", help="the guest log, to note it in")
     if action == "monitor":
         p.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
     if action in ("start", "stop"):
@@ -136,6 +142,9 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         gc = control.GuestControl(name=args.name, qmp=args.qmp)
         words = list(args.command) + rest
         return control.monitor(gc, " ".join(words) if words else None)
+    if args.action in ("pause", "resume", "reset"):
+        return control.run_state(control.GuestControl(name=args.name, qmp=args.qmp, log=args.log),
+                                 args.action)
 
     gc = control.GuestControl(
         name=args.name, pidfile=args.pidfile, qmp=args.qmp,

@@ -193,3 +193,42 @@ def test_openrc_run_starts_and_stops_the_guests_with_the_qemud_script(qiroot, op
     assert "QI-POWEROFF" in (vms / "lin1.serial").read_text()  # the Linux guest shut down cleanly
     assert qemud("status", 3) == nothing_runs
     qemud("stop", 0)  # OpenRC: already stopped
+
+
+def test_openrc_suspend_resume_and_reset_a_real_linux_guest(qiroot, openrc, test_guest):
+    """The extra started commands under the real openrc-run: suspend (the helper's pause; OpenRC's
+    own `pause` would stop the service), resume, reset; the service stays started throughout."""
+    from guestkit.qemuinit import wait_for_count, write_guest
+
+    write_guest(Path(qiroot.vms), "lin1", test_guest, rc="STOPDELAY=30\n", reboot=True)
+    qiroot.qi("register", qiroot.vms)
+    qiroot.qi("install", "--init", "openrc")
+    serial = Path(qiroot.vms, "lin1.serial")
+    script = "/etc/init.d/qemu-lin1"
+
+    def action(name: str, code: int = 0) -> subprocess.CompletedProcess:
+        result = openrc(OPENRC_RUN, script, name)
+        assert result.returncode == code, (name, result.stdout, result.stderr)
+        return result
+
+    action("start")
+    pid = qiroot.pid("lin1")
+    try:
+        wait_for_count(serial, "QI-BOOTED lin1", 1)
+        assert "lin1: paused\n" in action("suspend").stdout
+        assert f"lin1: paused (pid {pid}" in action("status").stdout
+        assert "lin1: running\n" in action("resume").stdout
+        assert f"lin1: running (pid {pid}" in action("status").stdout
+        assert "lin1: reset\n" in action("reset").stdout
+        wait_for_count(serial, "QI-BOOTED lin1", 2)
+        assert serial.read_text().count("QI-ARGS") == 2
+        assert qiroot.pid("lin1") == pid and process_alive(pid)
+        assert sorted(os.listdir(qiroot.path("openrc-state/started"))) == ["qemu-lin1"]
+        described = action("describe")
+        assert "Pause the guest's CPUs" in described.stdout + described.stderr
+        wait_for_line(serial, "QI-READY", timeout=120)
+    finally:
+        action("stop")
+    assert not process_alive(pid)
+    # only a started service has them (extra_started_commands)
+    assert "lin1: paused" not in action("suspend", 1).stdout

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from guestkit import QEMU, process_alive, run, wait_gone
-from guestkit.qemuinit import STUBBORN
+from guestkit.qemuinit import STUBBORN, qi
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root,
               pytest.mark.skipif(shutil.which(QEMU) is None or shutil.which("dash") is None, reason="needs QEMU and dash"),
@@ -97,6 +97,63 @@ def test_stop_shuts_a_real_linux_guest_down_cleanly(qiroot, test_guest):
     assert "QI-POWEROFF" in Path(serial).read_text()
     assert not process_alive(pid)
     assert run("dash", qemu, "status").returncode == 3
+
+
+def test_pause_resume_and_reset_a_real_linux_guest_through_the_script_and_the_cli(qiroot, test_guest):
+    """SysV actions pause/resume/reset (dash) and the same CLI commands: status says paused
+    (exit 0) while paused; reset reboots the guest (a second boot on its console)."""
+    from guestkit.qemuinit import wait_for_count, write_guest
+
+    write_guest(Path(qiroot.vms), "lin1", test_guest, rc="STOPDELAY=30\n", reboot=True)
+    qiroot.qi("register", qiroot.vms)
+    serial = Path(qiroot.vms, "lin1.serial")
+    qiroot.qi("install", "--init", "sysv")
+    qemu = script(qiroot, "qemu-lin1")
+    assert run("dash", qemu, "start").returncode == 0
+    pid = qiroot.pid("lin1")
+    wait_for_count(serial, "QI-BOOTED lin1", 1)
+
+    def lsb(action: str, code: int = 0) -> subprocess.CompletedProcess:
+        result = run("dash", qemu, action)
+        assert result.returncode == code, (action, result.stdout, result.stderr)
+        return result
+
+    def cli(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+        return qi(qiroot.root, *args, "lin1", check=code)
+
+    try:
+        assert lsb("pause").stdout == "lin1: paused\n"
+        assert lsb("status").stdout.startswith(f"lin1: paused (pid {pid}")
+        assert cli("status").stdout.startswith(f"lin1: paused (pid {pid}")
+        assert lsb("resume").stdout == "lin1: running\n"
+        assert lsb("status").stdout.startswith(f"lin1: running (pid {pid}")
+
+        assert cli("pause").stdout == "lin1: paused\n"
+        assert cli("status").stdout.startswith("lin1: paused")
+        assert cli("resume").stdout == "lin1: running\n"
+        assert cli("status").stdout.startswith("lin1: running")
+
+        assert lsb("reset").stdout == "lin1: reset\n"
+        wait_for_count(serial, "QI-BOOTED lin1", 2)
+        assert cli("reset").stdout == "lin1: reset\n"
+        wait_for_count(serial, "QI-BOOTED lin1", 3)
+        assert serial.read_text().count("QI-ARGS") == 3
+        assert qiroot.pid("lin1") == pid and process_alive(pid), "a reset is no new QEMU"
+        log = next(Path(qiroot.root).rglob("lin1.log"))
+        assert [l.split(" ", 2)[2] for l in log.read_text().splitlines() if "lin1: " in l][-6:] == \
+            ["paused", "running", "paused", "running", "reset", "reset"]
+        wait_for_count(serial, "QI-READY", 3)
+        lsb("pause")  # a paused guest cannot see its power button: stop resumes it first
+    finally:
+        stopped = run("dash", qemu, "stop")
+    assert stopped.returncode == 0, stopped.stdout
+    assert "lin1: it was paused: resumed it\n" in stopped.stdout
+    assert re.search(r"^lin1: powered down after \d+ s \(1 press\)$", stopped.stdout, re.M), stopped.stdout
+    assert "QI-POWEROFF" in serial.read_text()
+    assert not process_alive(pid)
+    # a stopped guest: one clear line, not 0
+    assert lsb("pause", 1).stderr == "qemu-init: lin1: not running (no control socket)\n"
+    assert cli("resume", code=1).stderr == "qemu-init: lin1: not running (no control socket)\n"
 
 
 def test_missing_helper_is_lsb_not_installed(qiroot):

@@ -39,13 +39,14 @@ def register(root: Path, folder: Path, *autostart: str) -> None:
 
 
 def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: str = "", cfg: str = "",
-                kernel_args: str = "", serial: Optional[Path] = None) -> Path:
+                kernel_args: str = "", serial: Optional[Path] = None, reboot: bool = False) -> Path:
     """An rc-file (and cfg-file) for a quick test guest; returns the rc-file.
 
     Software emulation, no VNC, QEMU as the default user (SYSUSR), no network unless ``rc`` says BRIDGE=…,
     STOPDELAY 3 (lower MINSTOPDELAY with host_conf). With ``guest`` it boots the test kernel,
     which powers off on the power button, and its console goes to ``serial`` (default:
     FOLDER/NAME.serial); without it QEMU sits in its BIOS and ignores the button (stubborn).
+    A reset (or a panic) ends QEMU (``-no-reboot``) unless ``reboot`` is given.
     """
     folder.mkdir(parents=True, exist_ok=True)
     defaults = {"KVM": "no", "DISPLAY": "0", "BRIDGE": "none", "RAM": "256M", "STOPDELAY": "3"}
@@ -61,8 +62,8 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
         serial = serial or console_file(folder / f"{name.lower()}.serial")
         append = f"console=ttyS0 panic=-1 qi.name={name} {kernel_args}".strip()
         cfg_lines += [f"-kernel {shlex.quote(str(guest.kernel))}", f"-initrd {shlex.quote(str(guest.initrd))}",
-                      f"-append {shlex.quote(append)}", f"-serial {shlex.quote('file:' + str(serial))}",
-                      "-no-reboot"]
+                      f"-append {shlex.quote(append)}", f"-serial {shlex.quote('file:' + str(serial))}"]
+        cfg_lines += [] if reboot else ["-no-reboot"]
     (folder / f"{name.lower()}-qemu.cfg").write_text("\n".join(cfg_lines + cfg.splitlines()) + "\n")
     return rcfile
 
@@ -76,6 +77,24 @@ def qemud_host(root: Path, vms: Path, guest: TestGuest) -> None:
     write_guest(vms, "lin1", guest, rc="STOPDELAY=30\n")  # time to obey the power button, even on a busy machine
     write_guest(vms, "idle1")
     register(root, vms, "stub1", "lin1")
+
+
+def wait_for_count(path: Union[str, Path], text: str, count: int, timeout: float = 120.0) -> None:
+    """Poll the serial log ``path`` until ``count`` lines contain ``text`` (a reboot's second
+    QI-BOOTED line); TimeoutError with the end of the log otherwise."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            lines = Path(path).read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        if sum(text in line for line in lines) >= count:
+            return
+        if time.monotonic() >= deadline:
+            tail = "\n".join(lines[-25:])
+            raise TimeoutError(f"fewer than {count} lines with {text!r} in {path} after {timeout} s; its end:\n{tail}")
+        time.sleep(0.05)
 
 
 def status_rows(table: str) -> Dict[str, Tuple[str, ...]]:

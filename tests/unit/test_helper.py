@@ -7,6 +7,8 @@ import pytest
 from qemu_init.errors import GuestError
 from qemu_init.runtime import control, helper
 
+from fakeqmp import FakeQMP, sock_path  # noqa: F401  (sock_path: fixture)
+
 
 def test_status_prints_one_line_and_exits_with_the_lsb_code(tmp_path, capsys):
     assert helper.main(["status", "vm1", "--pidfile", str(tmp_path / "p"), "--qmp", str(tmp_path / "q"),
@@ -78,3 +80,24 @@ def test_bugs_are_one_line_unless_debug(monkeypatch, capsys):
     assert err.count("\n") == 1 and "internal error: KeyError" in err and "--debug" in err
     assert helper.main(["--debug", *args]) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action, command, line", [("pause", "stop", "paused"), ("resume", "cont", "running"),
+                                                   ("reset", "system_reset", "reset")])
+def test_pause_resume_reset_send_their_qmp_command_and_log_it(sock_path, tmp_path, capsys, action, command, line):
+    log = tmp_path / "vm1.log"
+    with FakeQMP(sock_path) as server:
+        assert helper.main([action, "vm1", "--qmp", sock_path, "--log", str(log)]) == 0
+    assert server.commands() == ["qmp_capabilities", command]
+    assert capsys.readouterr().out == f"vm1: {line}\n"
+    assert log.read_text().endswith(f" vm1: {line}\n")
+
+
+def test_pause_of_a_stopped_guest_or_a_refusal_is_one_line(sock_path, capsys):
+    assert helper.main(["pause", "vm1", "--qmp", sock_path]) == 1
+    assert capsys.readouterr().err == "qemu-init: vm1: not running (no control socket)\n"
+    refuse = lambda server, m: [{"error": {"class": "GenericError", "desc": "no way"}, "id": m["id"]}]  # noqa: E731
+    with FakeQMP(sock_path, refuse):
+        assert helper.main(["reset", "vm1", "--qmp", sock_path]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("qemu-init: vm1: reset failed: ") and "no way" in err and err.count("\n") == 1

@@ -74,3 +74,30 @@ def test_stop_forces_the_guest_off_whatever_qmp_says(sock_path, peer, ignore_sig
     assert "QMP quit failed (" in steps[2]
     assert result.stdout.splitlines()[-1].startswith(f"{NAME}: forced off after "), result.stdout
     assert not os.path.exists(pidfile)
+
+
+def test_stop_resumes_a_paused_guest_before_pressing_its_power_button(sock_path):
+    """A paused guest cannot see the button: `cont` first (and only for a paused one)."""
+    from fakeqmp import reply
+    folder = os.path.dirname(sock_path)
+    pidfile = f"{folder}/{NAME}.pid"
+    guest = _stand_in()
+    answer = lambda server, m: [reply(m, {"status": "paused", "running": False}  # noqa: E731
+                                      if m.get("execute") == "query-status" else None)]
+    try:
+        with open(pidfile, "w") as f:
+            f.write(f"{guest.pid}\n")
+        with FakeQMP(sock_path, answer) as server:
+            result = subprocess.run([*HELPER, "stop", NAME, "--pidfile", pidfile, "--qmp", sock_path,
+                                     "--lock", f"{folder}/{NAME}.lock", "--log", f"{folder}/{NAME}.log",
+                                     "--runas", pwd.getpwuid(os.getuid()).pw_name, "--stopdelay", "1"],
+                                    capture_output=True, text=True, timeout=60)
+        guest.wait(timeout=5)
+    finally:
+        guest.kill()
+        guest.wait()
+        guest.stdout.close()
+    assert result.returncode == 0, result.stderr
+    commands = [c for c in server.commands() if c != "qmp_capabilities"]
+    assert commands[:3] == ["query-status", "cont", "system_powerdown"], commands
+    assert result.stdout.splitlines()[0] == f"{NAME}: it was paused: resumed it"

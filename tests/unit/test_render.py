@@ -148,3 +148,8 @@ def test_freebsd_rcd_structure(script):
     assert load < default, "defaults come after load_rc_config, so rc.conf wins"
     assert code[-1] == 'run_rc_command "$1"'
     assert not any("command_args" in line for line in code), "rc.subr evals command_args"
+    extra = [w for line in code if line.startswith("extra_commands=") for w in line.split("=", 1)[1].strip('"').split()]
+    if any(line.startswith("guest=") for line in code):  # a guest's script, not qemud's or a bridge's
+        assert {"monitor", "powerdown", "pause", "resume", "reset"} <= set(extra)
+    for word in extra:  # rc.subr runs ${word}_cmd for each: each names a function of the script
+        assert f'{word}_cmd="${{name}}_{word}"' in code and f"{script.name}_{word}() {{" in code, word
