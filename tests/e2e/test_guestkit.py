@@ -98,6 +98,9 @@ def test_netns_cleanup_kills_everything_inside_and_leaves_the_host_alone():
         assert ns.name in netns_names()
         ns.run(["ip", "link", "add", "br0", "type", "bridge"])
         sleeper = ns.popen(["sleep", "600"])
+        deadline = time.monotonic() + 10  # `ip netns exec` enters the namespace after Popen returned
+        while ns.pids() != [sleeper.pid] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert ns.pids() == [sleeper.pid]
     assert sleeper.wait(timeout=5) == -9
     assert ns.name not in netns_names()
