@@ -77,6 +77,7 @@ class Fleet:
 
     def __init__(self, workdir: Path, machines: Dict[str, Machine], deb: Path, bin_dir: Path):
         self.workdir, self.machines, self.deb, self.bin = workdir, machines, deb, bin_dir
+        self.made = time.monotonic()
         collections = workdir / "collections/ansible_collections/qemu_init"
         collections.mkdir(parents=True)
         (collections / "qemu_init").symlink_to(COLLECTION)
@@ -99,6 +100,7 @@ class Fleet:
             raise AssertionError(f"ansible-playbook {args} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n"
                                  f"{proc.stderr[-4000:]}")
         report["rc"], report["took"], report["stderr"] = proc.returncode, time.monotonic() - started, proc.stderr
+        print(f"ansible-playbook {' '.join(args)} (RAM {ram}): {report['took']:.1f} s, exit {proc.returncode}")
         return report
 
     def qemud_status(self, host: str) -> Dict[str, Dict]:
@@ -173,6 +175,7 @@ def _boot(machine: Machine) -> Machine:
 @pytest.fixture(scope="module")
 def fleet():
     workdir = short_tempdir("qi-ansible-")
+    started = time.monotonic()
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         with ThreadPoolExecutor(4) as pool:  # the venv (once), the package and two root copies at once
@@ -188,6 +191,7 @@ def fleet():
                 (machine.root / "etc/hostname").write_text(machine.name + "\n")
             list(pool.map(_boot, machines.values()))
             fleet = Fleet(workdir, machines, deb.result(), venv.result())
+            print(f"the package, the venv and two booted hosts: {time.monotonic() - started:.1f} s")
         yield fleet
 
 
@@ -195,6 +199,7 @@ def fleet():
 def phases(fleet):
     """Every phase of the module's docstring, in order: what each left."""
     record: Dict = {}
+    print(f"set-up: {time.monotonic() - fleet.made:.1f} s")
     record["first"] = fleet.play()
     record["status"] = {host: fleet.qemud_status(host) for host in HOSTS}
     record["pids"] = fleet.pids()
