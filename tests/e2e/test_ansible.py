@@ -85,7 +85,7 @@ class Fleet:
                     "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
                     "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_HOST_KEY_CHECKING": "False",
                     "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
-                    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_FORKS": "5"}
+                    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_FORKS": "5", "ANSIBLE_PIPELINING": "1"}
 
     def play(self, *args: str, ram: str = "64M") -> Dict:
         """Run the example playbook; returns its JSON report with ``rc`` and ``took`` added."""

@@ -296,30 +296,25 @@ class Guest(object):
             self.fail("%s: registered in %s, not %s (state=absent first to move it)" % (self.name, entry["folder"], folder))
         self.registered = entry is not None
         files_changed = self.write_files()
+        running = entry is not None and bool(entry.get("pid"))
         if self.module.check_mode and (files_changed or entry is None):
             # what the real run would do next depends on the files it would have written
             self.changed = True
-            wants_run = p["state"] == "started"
-            running = entry is not None and bool(self.status().get("pid"))
             self.installed = p["install"]
             self.restarted = running and p["restart"] and files_changed
-            self.done(entry, predicted=wants_run != running or self.restarted)
-            return
+            self.done(entry)
         if entry is None:
             self.qi("register", self.paths()[0])
             self.changed = True
-        if p["autostart"] is not None:
-            now = self.entry()
-            if now["autostart"] != p["autostart"]:
-                self.changed = True
-                if not self.module.check_mode:
-                    self.qi("autostart", "on" if p["autostart"] else "off", self.name)
+            entry = self.entry()
+        if p["autostart"] is not None and entry["autostart"] != p["autostart"]:
+            self.changed = True
+            if not self.module.check_mode:
+                self.qi("autostart", "on" if p["autostart"] else "off", self.name)
         script_changed = False
         if p["install"] and self.scripts_differ():
             script_changed = True
             self.install()
-        status = self.status()
-        running = bool(status.get("pid"))
         if p["state"] == "started" and not running:
             self.changed = True
             if not self.module.check_mode:
@@ -334,10 +329,14 @@ class Guest(object):
                 self.qi("stop", self.name)
         self.done(entry)
 
-    def done(self, entry, predicted=False):
-        if predicted:
-            self.changed = True
-        guest = self.status() if (entry is not None or not self.module.check_mode) else None
+    def done(self, entry):
+        """Exit with the guest as qemu-init reports it now (the list's entry when nothing changed)."""
+        if entry is None:
+            guest = None
+        elif self.changed and not self.module.check_mode:
+            guest = self.status()
+        else:
+            guest = entry
         self.module.exit_json(changed=self.changed, diff=self.diffs, guest=guest,
                               installed=self.installed, restarted=self.restarted)
 
