@@ -103,6 +103,13 @@ class Fleet:
         print(f"ansible-playbook {' '.join(args)} (RAM {ram}): {report['took']:.1f} s, exit {proc.returncode}")
         return report
 
+    def adhoc(self, host: str, module: str, args: str) -> subprocess.CompletedProcess:
+        """``ansible HOST -m MODULE -a ARGS`` with the same inventory."""
+        return subprocess.run([str(self.bin / "ansible"), "-i", str(self.workdir / "inventory.json"), host,
+                               "-m", module, "-a", args], capture_output=True, text=True,
+                              env={**self.env, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
+                              timeout=120, stdin=subprocess.DEVNULL)
+
     def qemud_status(self, host: str) -> Dict[str, Dict]:
         out = self.machines[host].run("qemu-init", "qemud", "status", "--json", check=None).stdout
         return {g["name"]: g for g in json.loads(out)}
@@ -216,6 +223,10 @@ def phases(fleet):
     record["bad"] = fleet.play(ram="lots")
     record["after_bad"] = {host: fleet.files(host) for host in HOSTS}
     record["pids_after_bad"] = fleet.pids()
+    # state=absent, twice: the second changes nothing
+    record["absent"] = [fleet.adhoc("beta", "qemu_init.qemu_init.guest", "name=b3 state=absent") for _ in range(2)]
+    record["after_absent"] = fleet.qemud_status("beta")
+    record["pids_after_absent"] = fleet.pids()
     return record
 
 
@@ -290,6 +301,18 @@ def test_a_bad_value_fails_with_qemu_inits_line_and_leaves_the_host_as_it_was(ph
     assert len(msg.splitlines()) == 1 and "Traceback" not in msg, msg
     assert phases["after_bad"] == phases["after_edit"]  # files, scripts, registry; no temporary left
     assert phases["pids_after_bad"] == phases["pids_after_edit"]
+
+
+def test_absent_unregisters_the_guest_and_removes_its_script_and_files(fleet, phases):
+    first, second = phases["absent"]
+    assert first.returncode == 0 and "CHANGED" in first.stdout, first.stdout + first.stderr
+    assert second.returncode == 0 and "CHANGED" not in second.stdout, second.stdout + second.stderr
+    assert list(phases["after_absent"]) == ["b1", "b2"]
+    root = fleet.machines["beta"].root
+    assert not (root / SCRIPT["openrc"].format("b3").lstrip("/")).exists()
+    assert os.listdir(root / "srv/vms/b3") == []
+    assert {n: p for n, p in phases["pids_after_absent"].items()} == {
+        n: p for n, p in phases["pids_after_bad"].items() if n != "b3"}
 
 
 def test_ansible_lint_is_clean_on_the_collection(fleet):
