@@ -1,8 +1,8 @@
 """The Ansible collection (contrib/ansible, issue 17) against real managed hosts.
 
-Two hosts, each a private copy of a boot test root (tests/guestkit/build-root.sh) booted with its
+Three hosts, each a private copy of a boot test root (tests/guestkit/build-root.sh) booted with its
 init system as PID 1 under ``systemd-nspawn -b`` and its own hostname: alpha runs systemd, beta
-OpenRC. Ansible (PyPI, its own cached venv: tests/guestkit/ansible.py) reaches them with the
+OpenRC (on sysvinit, as Debian runs it), gamma sysvinit. Ansible (PyPI, its own cached venv: tests/guestkit/ansible.py) reaches them with the
 connection ``community.docker.nsenter`` into each container's PID 1, never the host's.
 
 The collection's own example playbook (playbooks/site.yml: the host role, then the guests one host
@@ -47,7 +47,7 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "contrib/ansible"
 PLAYBOOK = COLLECTION / "playbooks/site.yml"
-HOSTS = {"alpha": "systemd", "beta": "openrc"}
+HOSTS = {"alpha": "systemd", "beta": "openrc", "gamma": "sysv"}
 # Each host's guests: the first two start at boot, the third does not.
 GUESTS = {host: [f"{host[0]}1", f"{host[0]}2", f"{host[0]}3"] for host in HOSTS}
 EDITED = "a1"  # the guest whose RAM the later phases edit
@@ -185,7 +185,7 @@ def fleet():
     started = time.monotonic()
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
-        with ThreadPoolExecutor(4) as pool:  # the venv (once), the package and two root copies at once
+        with ThreadPoolExecutor(5) as pool:  # the venv (once), the package and the root copies at once
             venv = pool.submit(ansible_venv)
             deb = pool.submit(build_package, REPO, workdir)
             for host in HOSTS:
@@ -198,7 +198,7 @@ def fleet():
                 (machine.root / "etc/hostname").write_text(machine.name + "\n")
             list(pool.map(_boot, machines.values()))
             fleet = Fleet(workdir, machines, deb.result(), venv.result())
-            print(f"the package, the venv and two booted hosts: {time.monotonic() - started:.1f} s")
+            print(f"the package, the venv and the booted hosts: {time.monotonic() - started:.1f} s")
         yield fleet
 
 
@@ -251,9 +251,12 @@ def test_the_role_enables_only_the_host_service_for_the_init_system(fleet, phase
             enabled = machine.run("sh", "-c", "systemctl list-unit-files 'qemu-*' --state=enabled --no-legend",
                                   check=None).stdout
             assert enabled.strip() == "", enabled  # the guests start through qemud, not on their own
-        else:
+        elif machine.init == "openrc":
             assert (machine.root / "etc/runlevels/default/qemud").is_symlink()
             assert not list((machine.root / "etc/runlevels/default").glob("qemu-*"))
+        else:
+            assert list((machine.root / "etc/rc2.d").glob("S*qemud"))
+            assert not list((machine.root / "etc/rc2.d").glob("S*qemu-*"))
         assert machine.run("id", "-u", "qemud", check=None).returncode == 0
         assert "MINSTOPDELAY=1" in (machine.root / "etc/qemu-init/qemu-init.conf").read_text()
 
@@ -261,7 +264,8 @@ def test_the_role_enables_only_the_host_service_for_the_init_system(fleet, phase
 def test_second_run_changes_nothing(phases):
     second = phases["second"]
     assert second["rc"] == 0, failures(second)
-    assert {host: s["changed"] for host, s in second["stats"].items()} == {host: 0 for host in HOSTS}
+    assert {host: s["changed"] for host, s in second["stats"].items()} == {host: 0 for host in HOSTS}, \
+        changed_tasks(second)
 
 
 def test_check_mode_reports_the_edited_guest_alone_with_its_diff_and_changes_nothing(phases):
