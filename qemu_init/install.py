@@ -8,7 +8,7 @@ script either old and whole or new and whole, never half written.
 from __future__ import annotations
 
 import os
-import os
+import stat
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -32,9 +32,25 @@ def _inits(init: Optional[str]) -> List[str]:
     return [init]
 
 
+def _unchanged(path: str, text: str, mode: int) -> bool:
+    """``path`` holds ``text`` already, with ``mode`` and root's ownership where we are root."""
+    try:
+        info = os.lstat(path)
+        with open(path, encoding="utf-8") as handle:
+            same = handle.read() == text
+    except (OSError, UnicodeDecodeError):
+        return False
+    return (same and stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == mode
+            and (os.geteuid() != 0 or (info.st_uid, info.st_gid) == (0, 0)))
+
+
 def _write_all(files: Sequence[Tuple[str, str, int]]) -> List[str]:
+    # A script already as rendered is left alone (its mtime too): a configuration engine that
+    # runs install on every change of one guest disturbs no other guest's script.
     folders = {}
     for path, text, mode in files:
+        if _unchanged(path, text, mode):
+            continue
         write_atomic(path, text, mode, root_owned=True, sync_folder=False)
         folders.setdefault(os.path.dirname(path), path)
     for path in folders.values():  # each folder once, not once per file

@@ -105,8 +105,9 @@ class Machine:
     ``shutdown``; ``kill`` (also in ``__exit__``) makes sure nothing is left running.
     """
 
-    def __init__(self, init: str, workdir: Path, binds: Optional[Dict[str, str]] = None):
+    def __init__(self, init: str, workdir: Path, binds: Optional[Dict[str, str]] = None, name: Optional[str] = None):
         self.init = init
+        self.name = name or f"qi-boot-{init}"  # the machine's name, and so its hostname
         self.workdir = workdir
         self.root = workdir / "root"
         self.console = workdir / "console.log"
@@ -126,7 +127,7 @@ class Machine:
         binds = [f"--bind-ro={host}:{inside}" for host, inside in self.binds.items()]
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", NSPAWN_SETUP, "sh",
                 "--quiet", "--register=no", "--keep-unit", f"--directory={self.root}",
-                f"--machine=qi-boot-{self.init}", *binds, *args]
+                f"--machine={self.name}", *binds, *args]
 
     def prepare(self, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``argv`` in the root, not booted (like chroot, in nspawn's namespaces)."""

@@ -1,0 +1,325 @@
+"""The Ansible collection (contrib/ansible, issue 17) against real managed hosts.
+
+Three hosts, each a private copy of a boot test root (tests/guestkit/build-root.sh) booted with its
+init system as PID 1 under ``systemd-nspawn -b`` and its own hostname: alpha runs systemd, beta
+OpenRC (on sysvinit, as Debian runs it), gamma sysvinit. Ansible (PyPI, its own cached venv: tests/guestkit/ansible.py) reaches them with the
+connection ``community.docker.nsenter`` into each container's PID 1, never the host's.
+
+The collection's own example playbook (playbooks/site.yml: the host role, then the guests one host
+at a time) runs with the project's Debian package, in phases:
+
+1. the first run sets up both hosts and starts their guests;
+2. a second run changes nothing; a check-mode run after editing one guest's RAM reports that guest
+   alone, with the rc-file diff, and changes nothing;
+3. the real run of that edit restarts that guest alone;
+4. a bad value fails with qemu-init's one line and leaves the host as it was.
+
+The guests are stubborn (no kernel: QEMU sits in its BIOS), STOPDELAY 1 under MINSTOPDELAY 1, so
+a restart takes about two seconds. The module fixture runs the phases once; the tests read them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from guestkit import short_tempdir
+from guestkit.ansible import ansible_venv
+from guestkit.boot import Machine, build_package
+
+pytestmark = [
+    pytest.mark.qemu, pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, namespaces)"),
+    pytest.mark.skipif(not (shutil.which("systemd-nspawn") and shutil.which("mmdebstrap")
+                            and shutil.which("dpkg-buildpackage") and shutil.which("nsenter")),
+                       reason="needs systemd-container, mmdebstrap, dpkg-dev and util-linux (.ci/install-deps)"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+COLLECTION = REPO / "contrib/ansible"
+PLAYBOOK = COLLECTION / "playbooks/site.yml"
+HOSTS = {"alpha": "systemd", "beta": "openrc", "gamma": "sysv"}
+# Each host's guests: the first two start at boot, the third does not.
+GUESTS = {host: [f"{host[0]}1", f"{host[0]}2", f"{host[0]}3"] for host in HOSTS}
+EDITED = "a1"  # the guest whose RAM the later phases edit
+SCRIPT = {"systemd": "/etc/systemd/system/qemu-{}.service", "openrc": "/etc/init.d/qemu-{}",
+          "sysv": "/etc/init.d/qemu-{}"}
+
+
+def guest_vars(name: str, ram: str = "64M") -> Dict:
+    return {"name": name, "autostart": not name.endswith("3"),
+            "rc": {"TGTARCH": "qemu-system-x86_64", "KVM": "no", "BRIDGE": "none", "DISPLAY": 0,
+                   "RAM": ram, "STOPDELAY": 1, "DESC": f"guest {name} of the Ansible test"}}
+
+
+def inventory(machines: Dict[str, Machine], deb: Path, ram: str = "64M") -> Dict:
+    """The inventory (YAML's JSON form): EDITED has ``ram``, every other guest 64M."""
+    hosts = {}
+    for host, machine in machines.items():
+        hosts[host] = {"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": machine.pid1,
+                       "ansible_python_interpreter": "/usr/bin/python3",
+                       "qemu_init_guests": [guest_vars(n, ram if n == EDITED else "64M") for n in GUESTS[host]]}
+    return {"qemu_hosts": {"hosts": hosts, "vars": {"host_qemu_init_deb": str(deb),
+                                                    "host_qemu_init_settings": {"MINSTOPDELAY": 1}}}}
+
+
+class Fleet:
+    """The hosts and a way to run the playbook against them."""
+
+    def __init__(self, workdir: Path, machines: Dict[str, Machine], deb: Path, bin_dir: Path):
+        self.workdir, self.machines, self.deb, self.bin = workdir, machines, deb, bin_dir
+        self.made = time.monotonic()
+        collections = workdir / "collections/ansible_collections/qemu_init"
+        collections.mkdir(parents=True)
+        (collections / "qemu_init").symlink_to(COLLECTION)
+        self.env = {"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8",
+                    "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
+                    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_HOST_KEY_CHECKING": "False",
+                    "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_FORKS": "5", "ANSIBLE_PIPELINING": "1"}
+
+    def play(self, *args: str, ram: str = "64M") -> Dict:
+        """Run the example playbook; returns its JSON report with ``rc`` and ``took`` added."""
+        inv = self.workdir / "inventory.json"
+        inv.write_text(json.dumps(inventory(self.machines, self.deb, ram)))
+        started = time.monotonic()
+        proc = subprocess.run([str(self.bin / "ansible-playbook"), "-i", str(inv), str(PLAYBOOK), *args],
+                              capture_output=True, text=True, env=self.env, timeout=300, stdin=subprocess.DEVNULL)
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError(f"ansible-playbook {args} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n"
+                                 f"{proc.stderr[-4000:]}")
+        report["rc"], report["took"], report["stderr"] = proc.returncode, time.monotonic() - started, proc.stderr
+        print(f"ansible-playbook {' '.join(args)} (RAM {ram}): {report['took']:.1f} s, exit {proc.returncode}")
+        return report
+
+    def adhoc(self, host: str, module: str, args: str) -> subprocess.CompletedProcess:
+        """``ansible HOST -m MODULE -a ARGS`` with the same inventory."""
+        return subprocess.run([str(self.bin / "ansible"), "-i", str(self.workdir / "inventory.json"), host,
+                               "-m", module, "-a", args], capture_output=True, text=True,
+                              env={**self.env, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
+                              timeout=120, stdin=subprocess.DEVNULL)
+
+    def qemud_status(self, host: str) -> Dict[str, Dict]:
+        out = self.machines[host].run("qemu-init", "qemud", "status", "--json", check=None).stdout
+        return {g["name"]: g for g in json.loads(out)}
+
+    def pids(self) -> Dict[str, int]:
+        return {name: g["pid"] for host in self.machines for name, g in self.qemud_status(host).items()}
+
+    def files(self, host: str) -> Dict[str, tuple]:
+        """Each guest's rc-file, cfg-file and script: (text, inode, mtime) - what "as it was" means."""
+        machine = self.machines[host]
+        found = {}
+        paths = ["etc/qemu-init/registered", "etc/qemu-init/autostart"]
+        for name in GUESTS[host]:
+            paths += [f"srv/vms/{name}/{name}-qemud.rc", f"srv/vms/{name}/{name}-qemu.cfg",
+                      SCRIPT[machine.init].format(name).lstrip("/")]
+        for rel in paths:
+            path = machine.root / rel
+            info = path.stat()
+            found[rel] = (path.read_text(), info.st_ino, info.st_mtime_ns)
+        found["listing"] = tuple(sorted(os.listdir(machine.root / "srv/vms" / GUESTS[host][0])))
+        return found
+
+
+def task_results(report: Dict, name: str) -> Dict[str, List[Dict]]:
+    """host -> the per-item results of the task called ``name`` (all its plays' batches)."""
+    found: Dict[str, List[Dict]] = {}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"] == name:
+                for host, result in task["hosts"].items():
+                    found.setdefault(host, []).extend(result.get("results", [result]))
+    return found
+
+
+def changed_tasks(report: Dict) -> List[tuple]:
+    """(host, task, item) of everything the run reported changed."""
+    changed = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for host, result in task["hosts"].items():
+                for item in result.get("results", [result]):
+                    if item.get("changed"):
+                        changed.append((host, task["task"]["name"], (item.get("item") or {}).get("name")))
+    return changed
+
+
+def failures(report: Dict) -> List[tuple]:
+    """(host, task, message) of every failure: what an assertion about a run shows."""
+    return [(host, task["task"]["name"], item.get("msg"))
+            for play in report["plays"] for task in play["tasks"] for host, result in task["hosts"].items()
+            for item in result.get("results", [result]) if item.get("failed")]
+
+
+def boot_finished(machine: Machine) -> bool:
+    if machine.init == "systemd":
+        return machine.run("systemctl", "is-system-running", check=None).stdout.strip() in ("running", "degraded")
+    return (machine.run("runlevel", check=None).stdout.split()[-1:] == ["2"]
+            and machine.run("pgrep", "-x", "rc|openrc|startpar", check=None).returncode != 0)
+
+
+def _boot(machine: Machine) -> Machine:
+    machine.boot()
+    deadline = time.monotonic() + 120
+    while not boot_finished(machine):
+        assert time.monotonic() < deadline, machine.console_text()[-3000:]
+        time.sleep(0.3)
+    return machine
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    workdir = short_tempdir("qi-ansible-")
+    started = time.monotonic()
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        with ThreadPoolExecutor(5) as pool:  # the venv (once), the package and the root copies at once
+            venv = pool.submit(ansible_venv)
+            deb = pool.submit(build_package, REPO, workdir)
+            for host in HOSTS:
+                (workdir / host).mkdir()
+            copies = {host: pool.submit(Machine, init, workdir / host, name=host) for host, init in HOSTS.items()}
+            machines = {}
+            for host, future in copies.items():
+                machines[host] = stack.enter_context(future.result())
+            for machine in machines.values():
+                (machine.root / "etc/hostname").write_text(machine.name + "\n")
+            list(pool.map(_boot, machines.values()))
+            fleet = Fleet(workdir, machines, deb.result(), venv.result())
+            print(f"the package, the venv and the booted hosts: {time.monotonic() - started:.1f} s")
+        yield fleet
+
+
+@pytest.fixture(scope="module")
+def phases(fleet):
+    """Every phase of the module's docstring, in order: what each left."""
+    record: Dict = {}
+    print(f"set-up: {time.monotonic() - fleet.made:.1f} s")
+    record["first"] = fleet.play()
+    record["status"] = {host: fleet.qemud_status(host) for host in HOSTS}
+    record["pids"] = fleet.pids()
+    record["second"] = fleet.play()
+    before = {host: fleet.files(host) for host in HOSTS}
+    record["check"] = fleet.play("--check", "--diff", ram="128M")
+    record["after_check"] = {host: fleet.files(host) for host in HOSTS}
+    record["before_check"] = before
+    record["pids_after_check"] = fleet.pids()
+    record["edit"] = fleet.play("--diff", ram="128M")
+    record["pids_after_edit"] = fleet.pids()
+    record["after_edit"] = {host: fleet.files(host) for host in HOSTS}
+    record["show"] = fleet.machines["alpha"].run("qemu-init", "show", EDITED, "--json").stdout
+    record["bad"] = fleet.play(ram="lots")
+    record["after_bad"] = {host: fleet.files(host) for host in HOSTS}
+    record["pids_after_bad"] = fleet.pids()
+    # state=absent, twice: the second changes nothing
+    record["absent"] = [fleet.adhoc("beta", "qemu_init.qemu_init.guest", "name=b3 state=absent") for _ in range(2)]
+    record["after_absent"] = fleet.qemud_status("beta")
+    record["pids_after_absent"] = fleet.pids()
+    return record
+
+
+def test_first_run_sets_up_every_host_as_the_inventory_says(phases):
+    first = phases["first"]
+    assert first["rc"] == 0, (failures(first), first["stderr"][-3000:])
+    for host, guests in GUESTS.items():
+        status = phases["status"][host]
+        assert list(status) == guests, status
+        for name in guests:
+            assert status[name]["state"] == "running" and status[name]["pid"], status[name]
+            assert status[name]["autostart"] == (not name.endswith("3")), status[name]
+            assert status[name]["description"] == f"guest {name} of the Ansible test"
+            assert status[name]["problem"] is None
+        assert first["stats"][host]["failures"] == 0 and first["stats"][host]["changed"] > 0
+
+
+def test_the_role_enables_only_the_host_service_for_the_init_system(fleet, phases):
+    for host, machine in fleet.machines.items():
+        if machine.init == "systemd":
+            assert machine.run("systemctl", "is-enabled", "qemud.service", check=None).stdout.strip() == "enabled"
+            enabled = machine.run("sh", "-c", "systemctl list-unit-files 'qemu-*' --state=enabled --no-legend",
+                                  check=None).stdout
+            assert enabled.strip() == "", enabled  # the guests start through qemud, not on their own
+        elif machine.init == "openrc":
+            assert (machine.root / "etc/runlevels/default/qemud").is_symlink()
+            assert not list((machine.root / "etc/runlevels/default").glob("qemu-*"))
+        else:
+            assert list((machine.root / "etc/rc2.d").glob("S*qemud"))
+            assert not list((machine.root / "etc/rc2.d").glob("S*qemu-*"))
+        assert machine.run("id", "-u", "qemud", check=None).returncode == 0
+        assert "MINSTOPDELAY=1" in (machine.root / "etc/qemu-init/qemu-init.conf").read_text()
+
+
+def test_second_run_changes_nothing(phases):
+    second = phases["second"]
+    assert second["rc"] == 0, failures(second)
+    assert {host: s["changed"] for host, s in second["stats"].items()} == {host: 0 for host in HOSTS}, \
+        changed_tasks(second)
+
+
+def test_check_mode_reports_the_edited_guest_alone_with_its_diff_and_changes_nothing(phases):
+    check = phases["check"]
+    assert check["rc"] == 0, (failures(check), check["stderr"][-3000:])
+    assert changed_tasks(check) == [("alpha", "Guest", EDITED)]
+    result = next(r for r in task_results(check, "Guest")["alpha"] if r["item"]["name"] == EDITED)
+    diffs = result["diff"]
+    assert [d["after_header"] for d in diffs] == [f"/srv/vms/{EDITED}/{EDITED}-qemud.rc"], diffs
+    assert "RAM=64M" in diffs[0]["before"] and "RAM=128M" in diffs[0]["after"]
+    assert phases["after_check"] == phases["before_check"]
+    assert phases["pids_after_check"] == phases["pids"]
+
+
+def test_the_edit_restarts_that_guest_alone_and_rewrites_no_other_script(phases):
+    edit = phases["edit"]
+    assert edit["rc"] == 0, (failures(edit), edit["stderr"][-3000:])
+    assert changed_tasks(edit) == [("alpha", "Guest", EDITED)]
+    before, after = phases["pids"], phases["pids_after_edit"]
+    assert after[EDITED] != before[EDITED]
+    assert {n: p for n, p in after.items() if n != EDITED} == {n: p for n, p in before.items() if n != EDITED}
+    assert json.loads(phases["show"])["memory"] in ("128M", "128")
+    old, new = phases["before_check"], phases["after_edit"]
+    changed = {(host, rel) for host in HOSTS for rel in old[host] if old[host][rel] != new[host][rel]}
+    # the rc-file; its script too only if its text depends on RAM (then it alone is rewritten)
+    script = SCRIPT["systemd"].format(EDITED).lstrip("/")
+    assert changed - {("alpha", script)} == {("alpha", f"srv/vms/{EDITED}/{EDITED}-qemud.rc")}, changed
+
+
+def test_a_bad_value_fails_with_qemu_inits_line_and_leaves_the_host_as_it_was(phases):
+    bad = phases["bad"]
+    assert bad["rc"] != 0
+    failed = [r for r in task_results(bad, "Guest")["alpha"] if r.get("failed")]
+    assert [r["item"]["name"] for r in failed] == [EDITED]
+    msg = failed[0]["msg"]
+    assert msg.startswith(f"/srv/vms/{EDITED}/{EDITED}-qemud.rc:") and ": RAM: " in msg, msg
+    assert len(msg.splitlines()) == 1 and "Traceback" not in msg, msg
+    assert phases["after_bad"] == phases["after_edit"]  # files, scripts, registry; no temporary left
+    assert phases["pids_after_bad"] == phases["pids_after_edit"]
+
+
+def test_absent_unregisters_the_guest_and_removes_its_script_and_files(fleet, phases):
+    first, second = phases["absent"]
+    assert first.returncode == 0 and "CHANGED" in first.stdout, first.stdout + first.stderr
+    assert second.returncode == 0 and "CHANGED" not in second.stdout, second.stdout + second.stderr
+    assert list(phases["after_absent"]) == ["b1", "b2"]
+    root = fleet.machines["beta"].root
+    assert not (root / SCRIPT["openrc"].format("b3").lstrip("/")).exists()
+    assert os.listdir(root / "srv/vms/b3") == []
+    assert {n: p for n, p in phases["pids_after_absent"].items()} == {
+        n: p for n, p in phases["pids_after_bad"].items() if n != "b3"}
+
+
+def test_ansible_lint_is_clean_on_the_collection(fleet):
+    proc = subprocess.run([str(fleet.bin / "ansible-lint"), "--offline", "--nocolor"], cwd=COLLECTION,
+                          capture_output=True, text=True, env=fleet.env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
