@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from . import render

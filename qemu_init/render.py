@@ -11,7 +11,6 @@ import functools
 import hashlib
 import math
 import os
-import re
 import shlex
 import sys
 from dataclasses import dataclass

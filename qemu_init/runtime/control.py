@@ -25,8 +25,7 @@ from . import proc
 # postponed), and its records are namedtuples (errors.Problem a plain class).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import subprocess
-    from typing import BinaryIO, Callable, Iterator, Optional, Sequence, TextIO, Tuple
+    from typing import BinaryIO, Callable, Iterator, Optional, TextIO, Tuple
 
     from .stop import Timing, Transition
 

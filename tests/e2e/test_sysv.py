@@ -270,7 +270,7 @@ def test_bridge_service_and_tap_scripts_in_a_network_namespace(qiroot, netns):
     started = inside("dash", guest, "start")
     assert started.returncode == 0, started.stderr
     tap = "qi1n0"
-    assert sysfs(f"qibr0/brif/{tap}/port_no"), "the ifup script attached the tap to the bridge"
+    assert sysfs(f"qibr0/brif/{tap}/port_no"), "the helper attached the tap to the bridge"
     assert sysfs(f"{tap}/mtu") == sysfs("qibr0/mtu")
 
     assert inside("dash", bridge, "stop").returncode == 0
