@@ -268,6 +268,7 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
             "cpus": guest.smp or None, "kvm": guest.kvm, "monitor": plan.monitor, "vnc": plan.vnc,
             "stopdelay": guest.stopdelay, "bootdelay": guest.bootdelay, "depends": list(guest.depends),
             "pidfile": plan.pidfile, "qmp": plan.qmp,
+            "console": plan.console or None, "consolelog": plan.console_log or None, "agent": plan.agent or None,
             "nics": [{"index": n.index, "bridge": n.bridge, "model": n.model, "mac": n.mac, "tap": t}
                      for n, t in zip(guest.nics, plan.taps)],
             "drives": [{"kind": d.kind, "index": d.index, "file": d.file} for d in guest.drives],
@@ -283,7 +284,11 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
                 ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")],
                 ["boot delay", f"{guest.bootdelay} s"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
-                ["control socket", plan.qmp]]
+                ["control socket", plan.qmp],
+                ["console", f"{plan.console} (log {plan.console_log})" if plan.console
+                 else "off: the cfg-file sets -serial" if guest.console is False and "CONSOLE" not in guest.lines
+                 else "off"],
+                ["guest agent", plan.agent or "no"]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, (t, _) in zip(guest.nics, plan.taps)]
         rows += [[f"{d.kind}{d.index}", d.file] for d in guest.drives]
         table(rows, ["SETTING", "VALUE"])
@@ -464,7 +469,7 @@ def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=comple
             emit_json(guest)
             raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
         with _guest(name, despite_errors=True) as (gc, control):
-            code, line = control.status(gc)
+            code, line = control.status(gc, agent=True)
     except ConfigError as exc:
         report(exc.problems)
         raise typer.Exit(4)  # LSB: status unknown
@@ -495,6 +500,23 @@ def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
     with _guest(name) as (gc, control):
         raise typer.Exit(control.monitor(gc, " ".join(command) if command else None))
+
+
+@app.command()
+def console(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+            lines: Optional[int] = typer.Argument(None, metavar="[N]", help="With --tail: how many lines"
+                                                  " (default 20; 0: the whole log)."),
+            tail: bool = typer.Option(False, "--tail", help="Print the end of the console log instead.")) -> None:
+    """Attach to the guest's serial console (Ctrl-] detaches), or print its log (--tail [N])."""
+    if lines is not None and not tail:
+        raise typer.BadParameter("a number of lines goes with --tail", param_hint="N")
+    from .runtime import console as guest_console
+    with _guest(name, despite_errors=True) as (gc, control):
+        if not gc.console and not tail:
+            raise GuestError("has no console: CONSOLE=no, or its cfg-file sets -serial")
+        if tail:
+            raise typer.Exit(guest_console.tail(gc.console_log, max(lines if lines is not None else 20, 0)))
+        raise typer.Exit(guest_console.attach(gc.name, gc.console, gc.console_log))
 
 
 # --- host service ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 
 from .model import Guest, Host, Nic
 from .paths import Paths
-from .runtime.launch import HMP_FD, QMP_FD, SANDBOX, TAP_FD
+from .runtime.launch import AGENT_FD, CONSOLE_FD, CONSOLE_LOG_FD, HMP_FD, QMP_FD, SANDBOX, TAP_FD
 
 @dataclass(frozen=True)
 class Plan:
@@ -31,6 +31,9 @@ class Plan:
     vnc: str  # for humans: "127.0.0.1:5 (port 5905)" or "off"
     vnc_display: Optional[Tuple[str, int]]
     stopdelay: int
+    console: str = ""  # the serial console's unix socket, made by the helper; "" if it has none
+    console_log: str = ""  # what the console printed (QEMU's logfile=, opened by the helper)
+    agent: str = ""  # the guest agent's unix socket (AGENT=yes), made by the helper
 
 
 def qemu_escape(value: str) -> str:
@@ -70,6 +73,29 @@ def _monitor(guest: Guest, host: Host, number: int, paths: Paths) -> Tuple[List[
     return ["-monitor", f"tcp:{address}:{port},server=on,wait=off"], f"tcp {address}:{port}", "", port
 
 
+def _console(guest: Guest, paths: Paths) -> Tuple[List[str], str, str]:
+    """(QEMU options, socket, log) of the serial console: the first serial port on a socket the
+    helper made, copied into a log file the helper opened (``-add-fd``, QEMU's /dev/fdset)."""
+    if not guest.console:
+        return [], "", ""
+    sock, log = paths.console_socket(guest.name), paths.console_log(guest.name)
+    fdset = CONSOLE_LOG_FD  # the fd set's number: any free one; the descriptor's reads best
+    return (["-add-fd", f"fd={CONSOLE_LOG_FD},set={fdset}",
+             "-chardev", f"socket,id=console,fd={CONSOLE_FD},server=on,wait=off,"
+                         f"logfile=/dev/fdset/{fdset},logappend=on",
+             "-serial", "chardev:console"], sock, log)
+
+
+def _agent(guest: Guest, paths: Paths) -> Tuple[List[str], str]:
+    """(QEMU options, socket) of the guest agent's virtio-serial port."""
+    if not guest.agent:
+        return [], ""
+    return (["-device", "virtio-serial,id=qga-serial",
+             "-chardev", f"socket,id=qga0,fd={AGENT_FD},server=on,wait=off",
+             "-device", "virtserialport,bus=qga-serial.0,chardev=qga0,name=org.qemu.guest_agent.0"],
+            paths.agent_socket(guest.name))
+
+
 def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
     """QEMU's command line as the helper runs it (runtime/launch.py): no -daemonize, -pidfile,
     -runas or tap scripts, which the seccomp sandbox forbids; the helper does those itself."""
@@ -100,6 +126,9 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
                  "-device", f"{nic.model},netdev=net{nic.index},mac={nic.mac}"]
     if not guest.nics:
         argv += ["-nic", "none"]  # else QEMU adds a user-mode NIC of its own (outbound NAT)
+    console, console_sock, console_log = _console(guest, paths)
+    agent, agent_sock = _agent(guest, paths)
+    argv += console + agent
     for drive in guest.drives:
         escaped = qemu_escape(drive.file)
         if drive.kind == "disk":
@@ -110,7 +139,7 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
     return Plan(name=name, number=number, argv=tuple(argv), pidfile=paths.pidfile(name), qmp=qmp,
                 lock=paths.lock(name), log=paths.log(name), runas=guest.runas, hmp=hmp, taps=tuple(taps),
                 monitor=monitor_text, monitor_port=port, vnc=vnc_text, vnc_display=display,
-                stopdelay=guest.stopdelay)
+                stopdelay=guest.stopdelay, console=console_sock, console_log=console_log, agent=agent_sock)
 
 
 def image_format_by_name(path: str) -> str:

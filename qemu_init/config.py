@@ -25,7 +25,11 @@ CFG_SUFFIX = "-qemu.cfg"
 OWNED_OPTIONS = {"-name", "-daemonize", "-pidfile", "-monitor", "-qmp", "-runas", "-run-with", "-sandbox"}
 
 # Keys where "0" is a meaningful value rather than "not set".
-_ZERO_MEANS_ZERO = {"BOOTDELAY", "STOPDELAY", "DAEMON", "KVM", "DISPLAY", "MONITOR"}
+_ZERO_MEANS_ZERO = {"BOOTDELAY", "STOPDELAY", "DAEMON", "KVM", "DISPLAY", "MONITOR", "CONSOLE", "AGENT"}
+
+# What a cfg-file's raw options may claim that a key gives qemu-init: CONSOLE the first serial
+# port, AGENT the guest agent's port (by its name, which the agent looks for).
+AGENT_PORT = "org.qemu.guest_agent.0"
 
 
 def derived_mac(name: str, index: int) -> str:
@@ -144,7 +148,10 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
     folder = os.path.dirname(rcpath)
     cfgpath = os.path.join(folder, f"{(filename or '').lower()}{CFG_SUFFIX}")
     cfgdata = _read(cfgpath, problems, missing_ok=True) if filename else None
-    drives, extra_nics, raw = _load_cfg(cfgpath, cfgdata, folder, host, name or filename or "", problems)
+    claimed: Dict[str, int] = {}
+    drives, extra_nics, raw = _load_cfg(cfgpath, cfgdata, folder, host, name or filename or "", problems,
+                                        claimed)
+    console, agent = _console_and_agent(found, lines, cfgpath, claimed, problems)
 
     if not isinstance(name, str) or (not partial and any(p.level == "error" for p in problems)):
         assert any(p.level == "error" for p in problems), "no guest, but no error to say why"
@@ -193,13 +200,39 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         folder=folder,
         rcfile=Source(rcpath, hashlib.sha256(data).hexdigest()),
         cfgfile=Source(cfgpath, hashlib.sha256(cfgdata).hexdigest()) if cfgdata is not None else None,
+        console=console,
+        agent=agent,
         lines={k: abs(v) for k, v in lines.items()},
     )
     return guest, problems
 
 
+def _console_and_agent(found: Dict[str, object], lines: Dict[str, int], cfgpath: str,
+                       claimed: Dict[str, int], problems: List[Problem]) -> Tuple[bool, bool]:
+    """CONSOLE and AGENT, against what the cfg-file claims itself. A cfg-file's -serial keeps
+    the first serial port (cfg-files written before qemu-init had a console go on as they were),
+    unless CONSOLE=yes is written out: then both claim it, an error. AGENT=yes with a port of the
+    agent's name in the cfg-file would give the guest two."""
+    console = found.get("CONSOLE")
+    console = True if console is None else bool(console)
+    if "-serial" in claimed:
+        if "CONSOLE" in found and console:
+            problems.append(Problem(cfgpath, claimed["-serial"], "-serial",
+                                    f"the rc-file's CONSOLE=yes (line {abs(lines['CONSOLE'])}) makes the first"
+                                    " serial port the console; remove this, or set CONSOLE=no"))
+        console = False
+    agent = bool(found.get("AGENT"))
+    if agent and AGENT_PORT in claimed:
+        problems.append(Problem(cfgpath, claimed[AGENT_PORT], "-device",
+                                f"the rc-file's AGENT=yes (line {abs(lines['AGENT'])}) sets up the guest agent's"
+                                " port itself; remove this, or set AGENT=no"))
+    return console, agent
+
+
 def _load_cfg(path: str, data: Optional[bytes], folder: str, host: Host, name: str,
-              problems: List[Problem]) -> Tuple[List[Drive], List[Nic], List[str]]:
+              problems: List[Problem], claimed: Dict[str, int]) -> Tuple[List[Drive], List[Nic], List[str]]:
+    """The cfg-file's drives, NICs and raw options; ``claimed`` gets the first line of a
+    ``-serial`` and of the agent's port name among the raw options."""
     if data is None:
         return [], [], []
     items, found = read_cfg(path, data)
@@ -215,6 +248,8 @@ def _load_cfg(path: str, data: Optional[bytes], folder: str, host: Host, name: s
                 if option in OWNED_OPTIONS:
                     problems.append(Problem(path, item.line, option,
                                             "qemu-init sets this option itself; remove it from the cfg-file"))
+                if option == "-serial" or AGENT_PORT in word:
+                    claimed.setdefault("-serial" if option == "-serial" else AGENT_PORT, item.line)
             raw.extend(item.words)
             continue
         label = f"{item.kind}{item.index}"

@@ -103,7 +103,8 @@ class Inventory:
                             stopdelay=p.stopdelay, runas=p.runas, hmp=p.hmp, taps=p.taps,
                             precmd=guest.precmd, postcmd=guest.postcmd, rcfile=guest.rcfile.path,
                             sources=tuple((s.path, s.sha256) for s in guest.sources),
-                            argv=p.argv, vnc=p.vnc, monitor=p.monitor)
+                            argv=p.argv, vnc=p.vnc, monitor=p.monitor, console=p.console,
+                            console_log=p.console_log, agent=p.agent)
 
     def bare_control(self, name: str):
         """Enough to see and stop a guest without reading its files (they may have gone bad
@@ -121,9 +122,11 @@ class Inventory:
         taps = tuple(dict.fromkeys(re.findall(r"--tap '?([A-Za-z0-9_.-]+)", installed)))
         user = re.search(r"^(?:RUNAS|runas)='?([^'\s]+)'?$|--runas '?([^'\s]+)", installed, re.M)
         runas = (user.group(1) or user.group(2)) if user else self.host.sysusr
+        agent = paths.agent_socket(name) if "--agent " in installed else ""
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
                             log=paths.log(name), stopdelay=stopdelay, runas=runas, taps=taps,
-                            hmp=paths.monitor_socket(name))
+                            hmp=paths.monitor_socket(name), console=paths.console_socket(name),
+                            console_log=paths.console_log(name), agent=agent)
 
     def _installed_script(self, name: str) -> str:
         """The text of guest ``name``'s installed script ("" if none is recorded or trusted)."""

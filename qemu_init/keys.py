@@ -75,6 +75,14 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("MAC", values.mac, None, "MAC address of the first NIC.",
         default_help="stable, derived from the name (locally administered)", example="52:54:00:12:34:56",
         qemu="-device …,mac="),
+    Key("CONSOLE", values.boolean, "yes", "The first serial port on a root-only socket in the run folder"
+        " (qemu-init console NAME), its output logged to LOGDIR/NAME.console.log (kept within 1 MiB, the"
+        " previous MiB in .1). A cfg-file that sets -serial has the port instead (and with CONSOLE=yes"
+        " written out, that is an error).", qemu="-serial"),
+    Key("AGENT", values.boolean, "no", "The guest runs the QEMU guest agent (qemu-ga): a virtio-serial"
+        " port org.qemu.guest_agent.0 on a root-only socket; stop asks the agent to shut the guest down"
+        " when it answers within a second, else presses the power button.", example="yes",
+        qemu="-device virtserialport"),
 )}
 
 HOST_KEYS: Dict[str, Key] = {k.name: k for k in (

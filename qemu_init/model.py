@@ -75,6 +75,8 @@ class Guest:
     folder: str
     rcfile: Source
     cfgfile: Optional[Source]
+    console: bool = True  # the first serial port on qemu-init's console socket and log
+    agent: bool = False  # a port for the guest agent, which stop asks first
     lines: Dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> rc-file line
 
     @property

@@ -103,6 +103,15 @@ class Paths:
     def monitor_socket(self, name: str) -> str:
         return os.path.join(self.rundir, f"{name.lower()}.mon")
 
+    def console_socket(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name.lower()}.console")
+
+    def agent_socket(self, name: str) -> str:
+        return os.path.join(self.rundir, f"{name.lower()}.qga")
+
+    def console_log(self, name: str) -> str:
+        return os.path.join(self.logdir, f"{name.lower()}.console.log")
+
     def lock(self, name: str) -> str:
         return os.path.join(self.rundir, f"{name.lower()}.lock")
 

@@ -302,6 +302,12 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
     context.update(
         service=service, title=title, heading=heading, desc=guest.desc, guest=guest, plan=plan,
         source_args=[f"{s.path}={s.sha256}" for s in guest.sources],
+        # the serial console's and the guest agent's sockets (and the console's log): start and
+        # stop make and remove them, status keeps the log within its cap and asks the agent
+        console_args=(["--console", plan.console, "--console-log", plan.console_log] if plan.console else [])
+                     + (["--agent", plan.agent] if plan.agent else []),
+        status_args=(["--console-log", plan.console_log] if plan.console else [])
+                    + (["--agent", plan.agent] if plan.agent else []),
         argv_lines=argv_lines(plan.argv),
         lsb_required=["$remote_fs", "$network"] + needs,
         openrc_need=needs,

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 LAUNCH_TIMEOUT = 120.0  # QEMU preallocating a large RAM or opening slow storage takes a while
 LOCK_SLACK = 60.0       # a start waits for a running stop: its STOPDELAY plus this
 STATUS_QMP_TIMEOUT = 2.0
+STATUS_AGENT_TIMEOUT = 0.5
 MONITOR_TIMEOUT = 30.0
 _STATES = {"running": "running", "paused": "paused", "shutdown": "shutting down",
            "suspended": "suspended", "guest-panicked": "crashed (guest-panicked)"}
@@ -52,6 +53,9 @@ _GUEST_CONTROL = {  # field: default; the name comes first and has none
     "argv": (),
     "vnc": "",
     "monitor": "",
+    "console": "",      # the serial console's unix socket ("" without one)
+    "console_log": "",  # what the console printed (runtime/console.py keeps it within its cap)
+    "agent": "",        # the guest agent's unix socket (AGENT=yes)
 }
 
 
@@ -148,7 +152,7 @@ def _delete_taps(gc: GuestControl) -> None:
 
 
 def _cleanup(gc: GuestControl) -> None:
-    removed = [p for p in (gc.pidfile, gc.qmp, gc.hmp) if p and _unlink(p)]
+    removed = [p for p in (gc.pidfile, gc.qmp, gc.hmp, gc.console, gc.agent) if p and _unlink(p)]
     if removed:
         log(gc, "removed " + ", ".join(removed))
     _delete_taps(gc)
@@ -191,8 +195,9 @@ def _probe(gc: GuestControl) -> Tuple[str, Optional[int]]:
 
 # -- status ------------------------------------------------------------------------------------
 
-def status(gc: GuestControl) -> Tuple[int, str]:
-    """(LSB status code, one human line)."""
+def status(gc: GuestControl, agent: bool = False) -> Tuple[int, str]:
+    """(LSB status code, one human line). ``agent``: say whether the guest agent answers (a
+    probe of up to half a second; tables of every guest leave it out)."""
     try:
         kind, pid = proc.probe(gc.pidfile, gc.name, gc.uids)
     except OSError as e:
@@ -215,6 +220,13 @@ def status(gc: GuestControl) -> Tuple[int, str]:
     except QMPError:
         state = "running"
         details.append("QMP not answering")
+    if agent and gc.agent:
+        from . import agent as guest_agent
+        answers = guest_agent.answers(gc.agent, STATUS_AGENT_TIMEOUT)
+        details.append("agent answers" if answers else "agent not answering")
+    if gc.console_log:
+        from .console import trim_log
+        trim_log(gc.console_log)
     return 0, f"{gc.name}: {state} ({', '.join(details)})"
 
 
@@ -331,10 +343,17 @@ def _launch(gc: GuestControl) -> int:
     identity = launch.Identity(gc.runas or "root")
     sockets = [launch.listen_unix(gc.qmp)]
     fds = {launch.QMP_FD: sockets[0].fileno()}
+    files = []  # descriptors of ours to close once QEMU holds them
     try:
-        if gc.hmp:
-            sockets.append(launch.listen_unix(gc.hmp))
-            fds[launch.HMP_FD] = sockets[-1].fileno()
+        for path, number in ((gc.hmp, launch.HMP_FD), (gc.console, launch.CONSOLE_FD),
+                             (gc.agent, launch.AGENT_FD)):
+            if path:
+                sockets.append(launch.listen_unix(path))
+                fds[number] = sockets[-1].fileno()
+        if gc.console and gc.console_log:
+            from .console import open_log
+            files.append(open_log(gc.console_log))
+            fds[launch.CONSOLE_LOG_FD] = files[-1]
         taps = launch.open_taps(gc.taps)
         try:
             out, offset = _qemu_output(gc)
@@ -357,6 +376,8 @@ def _launch(gc: GuestControl) -> int:
     finally:
         for sock in sockets:
             sock.close()  # QEMU holds them now; ours would keep a dead guest's open
+        for fd in files:
+            os.close(fd)
     if code is None:
         qemu.returncode = 0  # it runs on, detached: no "still running" warning from Popen
         return qemu.pid
@@ -428,6 +449,21 @@ def _resume_for_the_power_button(gc: GuestControl, report: Callable[[Transition]
     report(stopmachine.Transition(stopmachine.WAIT, 0.0, "it was paused: resumed it"))
 
 
+def _ask_the_agent(gc: GuestControl, report: Callable[[Transition], None]) -> str:
+    """AGENT=yes: guest-shutdown through the guest agent if it answers guest-ping within a
+    second (runtime/agent.py). Returns what the stop machine says it did ("" when not asked:
+    the power button then goes first, as without an agent)."""
+    if not gc.agent:
+        return ""
+    from . import agent
+    from . import stop as stopmachine
+    failed = agent.shutdown(gc.agent)
+    if failed is None:
+        return "asked the guest agent to shut down"
+    report(stopmachine.Transition(stopmachine.WAIT, 0.0, f"{failed}: the power button instead"))
+    return ""
+
+
 def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
          progress: Optional[Callable[[Transition], None]] = None,
          timing: Optional[Timing] = None) -> int:
@@ -461,22 +497,28 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             if progress is not None:
                 progress(step)
 
+        asked = ""
         if not force:
-            # what a slow control socket took here counts against the grace period: a stop
-            # stays within STOPDELAY and the forced steps (the init systems' stop timeouts)
+            # what a slow control socket (or guest agent) took here counts against the grace
+            # period: a stop stays within STOPDELAY and the forced steps (the init systems'
+            # stop timeouts), whether the agent answers, is absent or hangs
             began = time.monotonic()
             _resume_for_the_power_button(gc, report)
+            asked = _ask_the_agent(gc, report)
             grace = max(0.0, grace - round(time.monotonic() - began, 1))
         try:
             # process.sleep returns as soon as QEMU exits: a stop never waits out a poll interval
             stopmachine.run(process.alive, process.signal, qmp, grace, force,
-                            timing or stopmachine.Timing(), report, sleep=process.sleep)
+                            timing or stopmachine.Timing(), report, sleep=process.sleep, asked=asked)
         except GuestError as e:
             log(gc, f"stop failed: {e}", error=True)
             raise
         finally:
             process.close()
         _cleanup(gc)
+        if gc.console_log:
+            from .console import trim_log
+            trim_log(gc.console_log)
     return 0
 
 

@@ -1,14 +1,17 @@
 """``qemu-init-helper``: the lean command the generated init scripts call.
 
     qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
+        [--console C --console-log CL] [--agent A]
         [--stopdelay N] [--rcfile F] [--source PATH=SHA256]... [--precmd CMD] [--postcmd CMD]
         [--tap IF=BRIDGE]... [--vnc TEXT] [--monitor TEXT] -- QEMU_ARGV...
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
+        [--console C --console-log CL] [--agent A]
         --stopdelay N [--timeout S] [--force] [--tap IF]... [--quiet]
-    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--vnc TEXT] [--monitor TEXT]
-        (exit: LSB)
+    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--console-log CL] [--agent A]
+        [--vnc TEXT] [--monitor TEXT] (exit: LSB)
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
+    qemu-init-helper console NAME --console C [--console-log CL] [--tail [N]]
 
 Everything arrives on the command line: the helper never reads guest configuration, so what the
 admin reads in the script is exactly what runs. ``--debug`` (anywhere before ``--``) shows the
@@ -27,7 +30,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cont
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence
 
-_METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L", "runas": "U"}
+_METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L", "runas": "U", "console": "C"}
 _ACTIONS = {  # name: (help, the paths it requires)
     "start": ("start the guest unless it runs", ("pidfile", "qmp", "lock", "log", "runas")),
     "stop": ("stop the guest: power button, then quit, SIGTERM, SIGKILL",
@@ -37,6 +40,8 @@ _ACTIONS = {  # name: (help, the paths it requires)
     "resume": ("resume a paused guest (QMP cont)", ("qmp",)),
     "reset": ("reset the guest at once, as its reset button (QMP system_reset)", ("qmp",)),
     "monitor": ("a human monitor command, or a session without one", ("qmp",)),
+    "console": ("attach to the guest's serial console (Ctrl-] detaches), or print its log",
+                ("console",)),
 }
 
 
@@ -83,6 +88,16 @@ def _options(action: str, p) -> None:  # type: ignore[no-untyped-def]
         p.add_argument("--tap", action="append", default=[], metavar="IF=BRIDGE",
                        help="tap to make on BRIDGE for QEMU (start), to delete once it is gone")
         p.add_argument("--hmp", default="", metavar="M", help="the human monitor's unix socket")
+    if action in ("start", "stop"):
+        p.add_argument("--console", default="", metavar="C", help="the serial console's unix socket")
+    if action in ("start", "stop", "status", "console"):
+        p.add_argument("--console-log", default="", metavar="CL",
+                       help="the serial console's log, kept within its cap")
+    if action in ("start", "stop", "status"):
+        p.add_argument("--agent", default="", metavar="A", help="the guest agent's unix socket (AGENT=yes)")
+    if action == "console":
+        p.add_argument("--tail", nargs="?", type=int, const=20, metavar="N",
+                       help="print the last N lines of the log (default 20; 0: all) instead")
     if action in ("start", "status"):
         p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
         p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
@@ -142,6 +157,13 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         gc = control.GuestControl(name=args.name, qmp=args.qmp)
         words = list(args.command) + rest
         return control.monitor(gc, " ".join(words) if words else None)
+    if args.action == "console":
+        from . import console
+        if args.tail is not None:
+            if not args.console_log:
+                raise QemuInitError("--tail needs --console-log")
+            return console.tail(args.console_log, max(args.tail, 0))
+        return console.attach(args.name, args.console, args.console_log)
     if args.action in ("pause", "resume", "reset"):
         return control.run_state(control.GuestControl(name=args.name, qmp=args.qmp, log=args.log),
                                  args.action)
@@ -153,9 +175,11 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         taps=tuple(getattr(args, "tap", ())), precmd=getattr(args, "precmd", ""),
         postcmd=getattr(args, "postcmd", ""), rcfile=getattr(args, "rcfile", ""),
         sources=tuple(getattr(args, "source", ())), argv=tuple(rest),
-        vnc=getattr(args, "vnc", ""), monitor=getattr(args, "monitor", ""))
+        vnc=getattr(args, "vnc", ""), monitor=getattr(args, "monitor", ""),
+        console=getattr(args, "console", ""), console_log=getattr(args, "console_log", ""),
+        agent=getattr(args, "agent", ""))
     if args.action == "status":
-        code, line = control.status(gc)
+        code, line = control.status(gc, agent=True)
         print(line)
         return code
     if args.action == "start":

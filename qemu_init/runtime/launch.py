@@ -5,9 +5,11 @@ QEMU's sandbox (``-sandbox on,…,spawn=deny,elevateprivileges=deny``) forbids f
 setuid, so QEMU can neither ``-daemonize``, nor run tap scripts, nor ``-runas`` itself (each dies
 of SIGSYS or fails). The helper therefore, as root:
 
-- binds the QMP control socket and the human monitor socket (0600, root's, in RUNDIR) and hands
-  them to QEMU as inherited descriptors at fixed numbers (``-chardev socket,fd=3,…``): a local
-  user cannot connect, and QEMU itself needs no write access to RUNDIR;
+- binds the QMP control socket, the human monitor socket, the serial console's and the guest
+  agent's sockets (0600, root's, in RUNDIR) and hands them to QEMU as inherited descriptors at
+  fixed numbers (``-chardev socket,fd=3,…``): a local user cannot connect, and QEMU itself needs
+  no write access to RUNDIR; the console's log file (LOGDIR) too, opened by root
+  (``-add-fd``, ``logfile=/dev/fdset/N``);
 - creates each tap by opening ``/dev/net/tun`` itself, attaches it to its bridge and hands QEMU
   the open tap (``-netdev tap,fd=N``): QEMU needs no access to ``/dev/net/tun``, runs no script,
   and the kernel deletes the tap the moment QEMU, its last holder, is gone;
@@ -31,10 +33,14 @@ if TYPE_CHECKING:
     from typing import BinaryIO, Dict, Optional, Sequence, Tuple
 
 # The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them):
-# the control socket, the monitor socket, then the taps in the order the script lists them.
+# the control socket, the monitor socket, the serial console's socket and its log file, the guest
+# agent's socket, then the taps in the order the script lists them.
 QMP_FD = 3
 HMP_FD = 4
-TAP_FD = 5
+CONSOLE_FD = 5
+CONSOLE_LOG_FD = 6
+AGENT_FD = 7
+TAP_FD = 8
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 

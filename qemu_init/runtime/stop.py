@@ -77,7 +77,7 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
         qmp: Callable[[str, float], object], grace: float, force: bool = False,
         timing: Timing = Timing(), report: Optional[Callable[[Transition], None]] = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep) -> List[Transition]:
+        sleep: Callable[[float], None] = time.sleep, asked: str = "") -> List[Transition]:
     """Stop one guest; returns the transitions, the last one GONE.
 
     ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure (any
@@ -85,6 +85,8 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
     ``force`` skips the power button. ``sleep(seconds)`` may return early: the real one
     (GuestProcess.sleep) does as soon as the process exits, so no stop waits out a poll interval.
+    ``asked``: the guest was already asked to shut down (by its guest agent; the words say so):
+    the power button then follows only at the first resend, as a fallback, within the same grace.
     Raises GuestError if the process survives SIGKILL.
     """
     start = clock()
@@ -119,10 +121,16 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     if force:
         why, forced = "forced", "forced off, as asked (--force)"
     else:
-        enter(POWERDOWN, f"pressing the power button, waiting up to {grace:g} s")
+        if asked:
+            enter(POWERDOWN, f"{asked} (the power button from {timing.resend:g} s on), waiting up to {grace:g} s")
+        else:
+            enter(POWERDOWN, f"pressing the power button, waiting up to {grace:g} s")
         deadline, next_press, why = start + grace, clock(), f"still running after {grace:g} s"
         forced = f"forced off after {grace:g} s: did not react to the power button"
         presses = 0
+        if asked:
+            next_press += timing.resend
+            forced = f"forced off after {grace:g} s: did not react to its guest agent or the power button"
         next_report = start + timing.progress
         while alive():
             now = clock()
@@ -135,7 +143,7 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
             if now >= next_press:
                 # never past the deadline: a press must not eat into the forced steps
                 error = send("system_powerdown", min(timing.qmp_timeout, deadline - now))
-                if isinstance(error, QMPConnectError) and not presses:
+                if isinstance(error, QMPConnectError) and not presses and not asked:
                     # no listener and no press ever got through: nobody can ask this guest to
                     # power down, so waiting out the grace period would only delay the inevitable
                     why = f"control socket unavailable ({error})"
@@ -147,7 +155,8 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
                 next_press = clock() + timing.resend
             sleep(max(0.0, min(timing.poll, deadline - clock(), next_press - clock(), next_report - clock())))
         if not alive():  # also when QEMU hung up on us because the guest was powering off
-            enter(GONE, f"powered down ({presses} press{'es' if presses != 1 else ''})")
+            pressed = f"{presses} press{'es' if presses != 1 else ''}"
+            enter(GONE, f"powered down ({'through its guest agent, ' if asked else ''}{pressed})")
             return path
 
     enter(QUIT, why)

@@ -14,6 +14,12 @@ kernel parameter            effect (serial console line)
                             (or ``QI-NET-FAIL``)
 ``qi.ping=IP1,IP2``         pings each for up to ~20 s: ``QI-PING-OK IP`` / ``QI-PING-FAIL IP``
 ``qi.echo=WORD``            ``QI-ECHO WORD``
+``qi.agent=1``              loads virtio_console, runs Debian's real ``qemu-ga`` on the port
+                            ``org.qemu.guest_agent.0``: ``QI-AGENT-UP`` (or ``QI-AGENT-FAIL``);
+                            its ``guest-shutdown`` runs ``/sbin/shutdown``, which prints
+                            ``QI-AGENT-SHUTDOWN -h -P +0 …`` and powers off
+``qi.agent=stopped``        the same, but qemu-ga is stopped (SIGSTOP) at once: a hung agent
+``qi.shell=1``              after ``QI-READY``, a shell (prompt ``qi# ``) on the console
 (always, last)              ``QI-READY``; a power button press then gives ``QI-POWEROFF`` and
                             an ACPI power-off (it is obeyed from ``QI-BOOTED`` on)
 ==========================  =====================================================================

@@ -39,14 +39,16 @@ def register(root: Path, folder: Path, *autostart: str) -> None:
 
 
 def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: str = "", cfg: str = "",
-                kernel_args: str = "", serial: Optional[Path] = None, reboot: bool = False) -> Path:
+                kernel_args: str = "", serial: Optional[Path] = None, reboot: bool = False,
+                console: bool = False) -> Path:
     """An rc-file (and cfg-file) for a quick test guest; returns the rc-file.
 
     Software emulation, no VNC, QEMU as the default user (SYSUSR), no network unless ``rc`` says BRIDGE=…,
     STOPDELAY 3 (lower MINSTOPDELAY with host_conf). With ``guest`` it boots the test kernel,
     which powers off on the power button, and its console goes to ``serial`` (default:
     FOLDER/NAME.serial); without it QEMU sits in its BIOS and ignores the button (stubborn).
-    A reset (or a panic) ends QEMU (``-no-reboot``) unless ``reboot`` is given.
+    A reset (or a panic) ends QEMU (``-no-reboot``) unless ``reboot`` is given. With ``console``
+    there is no ``-serial``: the guest's console is qemu-init's (socket and LOGDIR/NAME.console.log).
     """
     folder.mkdir(parents=True, exist_ok=True)
     defaults = {"KVM": "no", "DISPLAY": "0", "BRIDGE": "none", "RAM": "256M", "STOPDELAY": "3"}
@@ -59,10 +61,12 @@ def write_guest(folder: Path, name: str, guest: Optional[TestGuest] = None, rc: 
     if guest is not None:
         # its console: made here for QEMU's user when it is the default one; a caller naming
         # another (in a container's root, say) makes it itself
-        serial = serial or console_file(folder / f"{name.lower()}.serial")
         append = f"console=ttyS0 panic=-1 qi.name={name} {kernel_args}".strip()
         cfg_lines += [f"-kernel {shlex.quote(str(guest.kernel))}", f"-initrd {shlex.quote(str(guest.initrd))}",
-                      f"-append {shlex.quote(append)}", f"-serial {shlex.quote('file:' + str(serial))}"]
+                      f"-append {shlex.quote(append)}"]
+        if not console:
+            serial = serial or console_file(folder / f"{name.lower()}.serial")
+            cfg_lines += [f"-serial {shlex.quote('file:' + str(serial))}"]
         cfg_lines += [] if reboot else ["-no-reboot"]
     (folder / f"{name.lower()}-qemu.cfg").write_text("\n".join(cfg_lines + cfg.splitlines()) + "\n")
     return rcfile

@@ -33,13 +33,35 @@ def test_defaults(tmp_path):
     args = argv(tmp_path)
     assert option(args, "-name") == ["web1,process=qemu-web1"]
     assert option(args, "-sandbox") == ["on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
-    assert option(args, "-chardev") == ["socket,id=qmp,fd=3,server=on,wait=off", "socket,id=hmp,fd=4,server=on,wait=off"]
+    assert option(args, "-chardev") == ["socket,id=qmp,fd=3,server=on,wait=off", "socket,id=hmp,fd=4,server=on,wait=off",
+                                        "socket,id=console,fd=5,server=on,wait=off,logfile=/dev/fdset/6,logappend=on"]
     assert option(args, "-mon") == ["chardev=qmp,mode=control", "chardev=hmp,mode=readline"]
     for gone in ("-daemonize", "-pidfile", "-qmp", "-monitor", "-runas", "-run-with"):
         assert gone not in args
     assert option(args, "-vnc") == ["127.0.0.1:3"]
     assert option(args, "-accel") == ["kvm"] and option(args, "-cpu") == ["host"] and option(args, "-m") == ["2G"]
-    assert option(args, "-netdev") == ["tap,id=net0,fd=5"]
+    assert option(args, "-netdev") == ["tap,id=net0,fd=8"]
+    assert option(args, "-serial") == ["chardev:console"] and option(args, "-add-fd") == ["fd=6,set=6"]
+    assert "virtserialport" not in " ".join(args)  # AGENT=no
+
+
+def test_the_console_and_the_agent_are_sockets_the_helper_makes(tmp_path):
+    host = Host()
+    p = plan(guest_from(tmp_path, "AGENT=yes\n", None, host), 3, host, PATHS)
+    assert p.console == "/srv/root/run/qemu-init/web1.console"
+    assert p.console_log == "/srv/root/var/log/qemu-init/web1.console.log"
+    assert p.agent == "/srv/root/run/qemu-init/web1.qga"
+    assert option(list(p.argv), "-device")[-2:] == [
+        "virtio-serial,id=qga-serial", "virtserialport,bus=qga-serial.0,chardev=qga0,name=org.qemu.guest_agent.0"]
+    assert "socket,id=qga0,fd=7,server=on,wait=off" in p.argv
+
+
+@pytest.mark.parametrize("rc,cfg", [("CONSOLE=no\n", None), ("", "-serial pty\n"), ("CONSOLE=no\n", "-serial pty\n")])
+def test_no_console_without_the_first_serial_port(tmp_path, rc, cfg):
+    host = Host()
+    p = plan(guest_from(tmp_path, rc, cfg, host), 3, host, PATHS)
+    assert p.console == p.console_log == "" and "chardev:console" not in p.argv and "-add-fd" not in p.argv
+    assert option(list(p.argv), "-serial") == (["pty"] if cfg else [])
 
 
 def test_plan_says_what_the_helper_makes(tmp_path):
@@ -92,7 +114,7 @@ def test_extra_nic_and_raw_options_come_last(tmp_path):
     args = argv(tmp_path, cfg="NIC1=br1,mac=52:54:00:aa:bb:cc,model=e1000\n-device virtio-rng-pci\n")
     assert args[-2:] == ["-device", "virtio-rng-pci"]
     assert "e1000,netdev=net1,mac=52:54:00:aa:bb:cc" in args
-    assert "tap,id=net1,fd=6" in args
+    assert "tap,id=net1,fd=9" in args
 
 
 def test_explicit_display_and_ports_follow_host_settings(tmp_path):

@@ -70,7 +70,7 @@ def test_guest_errors_are_one_line_with_their_code(monkeypatch, capsys):
 
 
 def test_bugs_are_one_line_unless_debug(monkeypatch, capsys):
-    def bug(gc):
+    def bug(gc, **_):
         raise KeyError("oops")
 
     monkeypatch.setattr(control, "status", bug)

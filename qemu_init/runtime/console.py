@@ -1,0 +1,189 @@
+"""The guest's serial console: its log file, kept within a cap, and an interactive session.
+
+QEMU joins the guest's first serial port to a unix socket the helper bound (root's, 0600) and
+copies everything the guest writes there into the console log (``logfile=``), a file the helper
+opened as root and passed as a descriptor. QEMU never rotates it, and the helper is no daemon,
+so the cap is kept whenever the helper looks at the guest: ``start`` renames a log over the cap
+to ``LOG.1``; ``status``, ``stop`` and ``console`` (session or ``--tail``) copy a log over the
+cap to ``LOG.1`` and truncate it (logrotate's copytruncate: QEMU appends, so its next line lands
+at the start of the emptied file). Between two looks a chatty guest can write past the cap; at
+most ``CAP`` bytes stay after each look, and ``LOG.1`` holds the ones before.
+
+The session (``qemu-init console NAME``): the terminal in raw mode, every byte to the guest and
+back, Ctrl-] (as ``virsh console``) detaches; the terminal is restored on every way out (the
+escape key, the guest or QEMU going away, a signal, an error). One session at a time: a second
+one would only queue behind the first on QEMU's socket, so a lock says so at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from ..errors import GuestError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Optional
+
+CAP = 1 << 20         # bytes of console log kept after each look (and as much again in LOG.1)
+ESCAPE = b"\x1d"      # Ctrl-]
+TAIL_LINES = 20
+
+
+# -- the log -----------------------------------------------------------------------------------
+
+def open_log(path: str) -> int:
+    """The console log for a QEMU about to start, opened by root to be passed on (append, 0640,
+    never through a symlink): a log over the cap is renamed to LOG.1 first."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+    try:
+        if os.lstat(path).st_size > CAP:
+            os.replace(path, path + ".1")
+    except FileNotFoundError:
+        pass
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        return os.open(path, flags, 0o640)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EMLINK):
+            raise GuestError(f"{path}: is a symbolic link; refusing to follow it") from None
+        raise GuestError(f"{path}: {e.strerror}") from None
+
+
+def trim_log(path: str) -> bool:
+    """Keep the log of a running guest within the cap: over it, copied to LOG.1 (whole, via a
+    temporary file) and truncated. Returns whether it trimmed; any failure (not root, no log)
+    leaves the log as it is."""
+    if not path:
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if os.fstat(fd).st_size <= CAP:
+            return False
+        tmp = f"{path}.1.{os.getpid()}.tmp"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        try:
+            while True:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                os.write(out, chunk)
+        finally:
+            os.close(out)
+        os.replace(tmp, path + ".1")
+        os.ftruncate(fd, 0)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None) -> int:
+    """Print the last ``lines`` lines of the console log (0: all of it); trims it first."""
+    trim_log(path)
+    out = out or sys.stdout.buffer
+    data = b""
+    for name in (path + ".1", path):  # the lines before a trim are the older ones
+        try:
+            with open(name, "rb") as f:
+                data += f.read()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise GuestError(f"{name}: {e.strerror}") from None
+    if not data and not os.path.exists(path):
+        raise GuestError(f"no console log ({path}): the guest has not started with a console")
+    if lines > 0:
+        data = b"".join(data.splitlines(keepends=True)[-lines:])
+    out.write(data)
+    out.flush()
+    return 0
+
+
+# -- the session -------------------------------------------------------------------------------
+
+def _session_lock(socket_path: str) -> int:
+    import fcntl
+    fd = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise GuestError("another console session is attached (one at a time)") from None
+    return fd
+
+
+def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdout: int = 1) -> int:
+    """An interactive session on the guest's console; returns 0 when detached or when the
+    guest's console went away (said so), GuestError when there is none to attach to."""
+    import select
+    import signal
+    import socket
+    if not socket_path:
+        raise GuestError("has no console (CONSOLE=no, or the cfg-file sets -serial)")
+    trim_log(log_path)
+    lock = _session_lock(socket_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    saved = None
+    handlers = {}
+    try:
+        try:
+            sock.connect(socket_path)
+        except FileNotFoundError:
+            raise GuestError("not running (no console socket)") from None
+        except OSError as e:
+            raise GuestError(f"{socket_path}: {e.strerror}") from None
+        tty = os.isatty(stdin)
+
+        def leave(signum, frame):  # type: ignore[no-untyped-def]
+            raise SystemExit(128 + signum)  # unwinds through the finally below
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                handlers[sig] = signal.signal(sig, leave)
+            except ValueError:  # not the main thread (tests): no handlers of ours
+                break
+        if tty:
+            import termios
+            import tty as ttymod
+            saved = termios.tcgetattr(stdin)
+            ttymod.setraw(stdin)
+        os.write(stdout, f"Connected to {name}'s console; escape character is ^] (Ctrl + ])\r\n".encode())
+        why = ""
+        watch = [sock, stdin]
+        while not why:
+            ready = select.select(watch, [], [])[0]
+            if sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    why = "the console closed (the guest stopped)"
+                    break
+                os.write(stdout, data)
+            if stdin in ready:
+                data = os.read(stdin, 4096)
+                if not data:  # end of input (not a terminal): nothing more to type
+                    watch = [sock]
+                    break
+                if ESCAPE in data:
+                    data = data.partition(ESCAPE)[0]
+                    why = "detached"
+                if data:
+                    sock.sendall(data)
+        if why and why != "detached":
+            os.write(stdout, f"\r\n{name}: {why}\r\n".encode())
+        return 0
+    finally:
+        if saved is not None:
+            import termios
+            termios.tcsetattr(stdin, termios.TCSAFLUSH, saved)
+            os.write(stdout, b"\n")
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        sock.close()
+        os.close(lock)
