@@ -12,7 +12,9 @@ most ``CAP`` bytes stay after each look, and ``LOG.1`` holds the ones before.
 The session (``qemu-init console NAME``): the terminal in raw mode, every byte to the guest and
 back, Ctrl-] (as ``virsh console``) detaches; the terminal is restored on every way out (the
 escape key, the guest or QEMU going away, a signal, an error). One session at a time: a second
-one would only queue behind the first on QEMU's socket, so a lock says so at once.
+one would only queue behind the first on QEMU's socket, so a lock says so at once. Input from a
+pipe (``echo uptime | qemu-init console NAME``) is sent as it is; after its end the session prints
+what the guest answers until it has been quiet for a second (ten at the most).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 CAP = 1 << 20         # bytes of console log kept after each look (and as much again in LOG.1)
 ESCAPE = b"\x1d"      # Ctrl-]
 TAIL_LINES = 20
+QUIET = 1.0           # input from a pipe: the session ends once the guest is quiet this long after it,
+AFTER_INPUT = 10.0    # or this long after it at the latest (a guest that never stops talking)
 
 
 # -- the log -----------------------------------------------------------------------------------
@@ -125,6 +129,7 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
     import select
     import signal
     import socket
+    import time
     if not socket_path:
         raise GuestError("has no console (CONSOLE=no, or the cfg-file sets -serial)")
     trim_log(log_path)
@@ -154,11 +159,16 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
             import tty as ttymod
             saved = termios.tcgetattr(stdin)
             ttymod.setraw(stdin)
-        os.write(stdout, f"Connected to {name}'s console; escape character is ^] (Ctrl + ])\r\n".encode())
+            os.write(stdout, f"Connected to {name}'s console; escape character is ^] (Ctrl + ])\r\n".encode())
         why = ""
         watch = [sock, stdin]
+        quiet, until = None, None  # after the end of input: how long to wait for more, and until when
         while not why:
-            ready = select.select(watch, [], [])[0]
+            if until is not None:
+                quiet = min(QUIET, until - time.monotonic())
+            ready = select.select(watch, [], [], quiet)[0] if quiet is None or quiet > 0 else []
+            if not ready and quiet is not None:
+                break
             if sock in ready:
                 data = sock.recv(65536)
                 if not data:
@@ -167,9 +177,9 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
                 os.write(stdout, data)
             if stdin in ready:
                 data = os.read(stdin, 4096)
-                if not data:  # end of input (not a terminal): nothing more to type
-                    watch = [sock]
-                    break
+                if not data:  # end of input (not a terminal): show what the guest answers, then leave
+                    watch, until = [sock], time.monotonic() + AFTER_INPUT
+                    continue
                 if ESCAPE in data:
                     data = data.partition(ESCAPE)[0]
                     why = "detached"

@@ -463,7 +463,7 @@ def test_freebsd_bridge_service_uses_ifconfig_addm(tmp_path):
     assert "PROVIDE: qemu_bridge_br0" in service
     assert not re.search(r"^\s*ip\s", service, re.M), "no iproute2 on FreeBSD"
     guest = (out / "qemu_web1").read_text()
-    assert "--tap qi1n0=br0" in guest and "-netdev tap,id=net0,fd=5" in guest
+    assert "--tap qi1n0=br0" in guest and "-netdev tap,id=net0,fd=8" in guest
     path = out / "qemu_bridge_br0"
     if shutil.which("dash"):
         assert subprocess.run(["dash", "-n", str(path)], capture_output=True).returncode == 0

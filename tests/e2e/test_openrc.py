@@ -70,9 +70,9 @@ def openrc(qiroot) -> Callable[..., subprocess.CompletedProcess]:
         os.makedirs("/run/openrc")
     before = snapshot("/run/openrc"), sorted(os.listdir("/etc/init.d")), sorted(os.listdir("/sys/fs/cgroup"))
 
-    def inside(*argv: str) -> subprocess.CompletedProcess:
+    def inside(*argv: str, **kwargs) -> subprocess.CompletedProcess:
         return run("unshare", "--mount", "--propagation", "private", "sh", "-c", IN_NAMESPACE, "sh",
-                   state, initd, *argv)
+                   state, initd, *argv, **kwargs)
 
     try:
         yield inside
@@ -232,3 +232,24 @@ def test_openrc_suspend_resume_and_reset_a_real_linux_guest(qiroot, openrc, test
     assert not process_alive(pid)
     # only a started service has them (extra_started_commands)
     assert "lin1: paused" not in action("suspend", 1).stdout
+
+
+def test_openrc_console_action_reaches_the_guests_serial_console(qiroot, openrc, test_guest):
+    """The extra started command `console` under the real openrc-run: what is piped in reaches the
+    guest's shell on its first serial port and the answer comes back (the interactive session under
+    a terminal: tests/e2e/test_console_agent.py)."""
+    from guestkit.qemuinit import write_guest
+
+    write_guest(Path(qiroot.vms), "con2", test_guest, rc="STOPDELAY=30\n", kernel_args="qi.shell=1", console=True)
+    qiroot.qi("register", qiroot.vms)
+    qiroot.qi("install", "--init", "openrc")
+    script = "/etc/init.d/qemu-con2"
+    assert openrc(OPENRC_RUN, script, "start").returncode == 0
+    try:
+        wait_for_line(qiroot.path("var/log/qemu-init/con2.console.log"), "QI-READY", timeout=180)
+        result = openrc(OPENRC_RUN, script, "console", input="echo via-openrc-$((2+3))\r")
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert "via-openrc-5" in result.stdout
+    finally:
+        stopped = openrc(OPENRC_RUN, script, "stop")
+    assert stopped.returncode == 0 and qemu_processes(qiroot.root) == []

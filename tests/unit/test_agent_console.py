@@ -279,6 +279,9 @@ def test_a_session_on_a_terminal_detaches_at_ctrl_bracket_and_restores_it(tmp_pa
     thread.join(5)
     assert b"escape character is ^]" in seen["out"]
     assert seen["raw"] is True  # raw while attached
+    deadline = time.monotonic() + 5
+    while fake.got != b"ls\rx" and time.monotonic() < deadline:  # the fake reads in its own thread
+        time.sleep(0.01)
     assert fake.got == b"ls\rx"  # typed bytes as they are (Ctrl-C would go through too)
     assert termios.tcgetattr(slave) == before
     os.close(master)
@@ -300,6 +303,22 @@ def test_a_second_session_is_refused_at_once(tmp_path):
     assert not thread.is_alive()
     os.close(r)
     os.close(out)
+
+
+def test_piped_input_is_sent_and_the_answer_shown_until_the_guest_is_quiet(tmp_path, monkeypatch):
+    monkeypatch.setattr(console, "QUIET", 0.3)
+    path = str(tmp_path / "g.console")
+    fake = FakeConsole(path)
+    r, w = os.pipe()
+    os.write(w, b"uptime\r")
+    os.close(w)
+    out = open(tmp_path / "out", "w+b")
+    began = time.monotonic()
+    assert console.attach("g", path, "", r, out.fileno()) == 0
+    assert time.monotonic() - began < 2
+    out.seek(0)
+    assert out.read() == b"login: echo:uptime\r"  # no banner off a terminal: only the guest's words
+    os.close(r)
 
 
 def test_no_console_socket_is_not_running(tmp_path):
