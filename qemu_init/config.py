@@ -11,7 +11,7 @@ import hashlib
 import os
 from typing import Dict, List, Optional, Tuple
 
-from . import values
+from . import keys, values
 from .errors import WARNING, Problem
 from .keys import HOST_KEYS, RC_KEYS, Key
 from .model import Drive, Guest, Host, Nic, Source
@@ -176,7 +176,7 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         kvm=kvm,
         monitor=value("MONITOR", "unix"),
         bootdelay=value("BOOTDELAY", 0),
-        stopdelay=max(stopdelay, host.minstopdelay),
+        stopdelay=keys.stopdelay(stopdelay, host.minstopdelay),
         precmd=value("PRECMD", ""),
         postcmd=value("POSTCMD", ""),
         depends=value("DEPENDS", ()),
