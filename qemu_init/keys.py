@@ -68,7 +68,7 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
         example="q35"),
     Key("VGA", values.identifier, "", "Display adapter.", default_help="QEMU's", qemu="-vga", example="std"),
     Key("DISPLAY", values.display, None, "VNC display: a number, ADDR:NUMBER, or 0/empty for no VNC;"
-        f" display N is TCP port 5900+N, so at most {values.DISPLAY_MAX}.",
+        f" display N is TCP port {values.VNC_BASE}+N, so at most {values.DISPLAY_MAX}.",
         default_help="an automatic display on 127.0.0.1", qemu="-vnc", example="127.0.0.1:5"),
     Key("BRIDGE", values.bridge, None, "Bridge of the first NIC; none for no network.",
         default_help="the host's BRIDGE (br0)", example="br0", qemu="-netdev tap"),

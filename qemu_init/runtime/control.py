@@ -182,11 +182,10 @@ def _vnc_taken(gc: GuestControl, text: str) -> Optional[str]:
     port (a local user can take it first); QEMU's own words say only "Address already in use"."""
     if "-vnc " not in text or "in use" not in text:
         return None
+    from .status import vnc_text
     argv = list(gc.argv)
     display = argv[argv.index("-vnc") + 1].partition(",")[0] if "-vnc" in argv[:-1] else ""
-    where, _, number = display.rpartition(":")
-    port = f" (port {5900 + int(number)})" if number.isdigit() else ""
-    return f"VNC display {display}{port} is taken by another program; not started"
+    return f"VNC display {vnc_text(display)} is taken by another program; not started"
 
 
 def _write_pidfile(gc: GuestControl, pid: int) -> None:
