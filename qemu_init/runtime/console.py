@@ -133,6 +133,8 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
     if not socket_path:
         raise GuestError("has no console (CONSOLE=no, or the cfg-file sets -serial)")
     trim_log(log_path)
+    if not os.path.exists(socket_path):
+        raise GuestError("not running (no console socket)")
     lock = _session_lock(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     saved = None

@@ -169,3 +169,25 @@ def test_a_disk_format_never_follows_what_the_guest_wrote_into_it(tmp_path):
     assert f"file={folder}/db1.img,if=virtio,format=raw" in qi(root, "show", "--argv", "db1", check=0).stdout
     assert ("DSK1: warning: its first bytes look like qcow2, its name says raw: QEMU is told raw;"
             " if it really is qcow2, name it .qcow2") in qi(root, "check", check=0).stdout
+
+
+def test_console_of_a_stopped_guest_and_its_usage(tmp_path):
+    """`console`: a stopped guest is said in one line; --tail with no log yet too; a count without
+    --tail is a usage error; `show` says where the console is, or why there is none."""
+    root, vms = tmp_path / "root", tmp_path / "vms"
+    guest(vms, "con1", "AGENT=yes\n")
+    guest(vms, "ser1", cfg="-serial pty\n")
+    qi(root, "register", str(vms), check=0)
+    gone = qi(root, "console", "con1", check=1)
+    assert gone.stderr == "qemu-init: con1: not running (no console socket)\n"
+    tail = qi(root, "console", "con1", "--tail", "5", check=1)
+    assert tail.stderr.startswith("qemu-init: con1: no console log (") and tail.stderr.count("\n") == 1
+    usage = qi(root, "console", "con1", "5", check=2)
+    assert "a number of lines goes with --tail" in usage.stderr
+    none = qi(root, "console", "ser1", check=1)
+    assert none.stderr == "qemu-init: ser1: has no console: CONSOLE=no, or its cfg-file sets -serial\n"
+    shown = qi(root, "show", "con1", check=0).stdout.splitlines()
+    console = next(line for line in shown if line.startswith("console "))
+    assert console.split(None, 1)[1].startswith(str(root / "run/qemu-init/con1.console") + " (log ")
+    assert "off: the cfg-file sets -serial" in qi(root, "show", "ser1", check=0).stdout
+    assert '"agent": "' + str(root / "run/qemu-init/con1.qga") + '"' in qi(root, "show", "--json", "con1", check=0).stdout
