@@ -73,9 +73,11 @@ def test_qemu_runs_as_the_system_user_inside_its_seccomp_sandbox(sandbox):
     assert fields["Seccomp"] == "2"
     qemud = pwd.getpwnam(GUEST_USER)
     assert fields["Uid"].split() == [str(qemud.pw_uid)] * 4 and fields["Gid"].split() == [str(qemud.pw_gid)] * 4
-    for sock in ("vic1.qmp", "vic1.mon", "vic1.pid"):
+    for sock in ("vic1.qmp", "vic1.mon", "vic1.pid", "vic1.console"):
         st = os.stat(root / "run/qemu-init" / sock)
         assert st.st_uid == 0 and not st.st_mode & 0o022, sock
+    console_log = os.stat(root / "var/log/qemu-init/vic1.console.log")  # root's, opened for QEMU
+    assert console_log.st_uid == 0 and oct(console_log.st_mode & 0o777) == "0o640"
     assert qi(root, "check", check=0).stdout.endswith("0 error(s), 0 warning(s)\n")  # the defaults need none
 
 
@@ -90,8 +92,9 @@ def test_a_local_user_reaches_neither_the_monitor_nor_the_control_socket(sandbox
              "        s.connect(path); print('connected', path)\n"
              "    except OSError as e:\n"
              "        print('refused', e.errno)\n")
-    tried = as_user(attacker, sys.executable, "-c", probe, str(run / "vic1.mon"), str(run / "vic1.qmp"))
-    assert tried.stdout.split("\n")[:2] == ["refused 13", "refused 13"], tried  # EACCES
+    tried = as_user(attacker, sys.executable, "-c", probe, str(run / "vic1.mon"), str(run / "vic1.qmp"),
+                    str(run / "vic1.console"))
+    assert tried.stdout.split("\n")[:3] == ["refused 13"] * 3, tried  # EACCES
     listening = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
     assert f"pid={pid}," not in listening, "QEMU listens on no TCP port"
     assert "monitor  unix " in qi(root, "show", "vic1", check=0).stdout.replace("\t", "  ") or \
