@@ -132,8 +132,8 @@ class Fleet:
 
     def adhoc(self, host: str, module: str, args: str) -> subprocess.CompletedProcess:
         """``ansible HOST -m MODULE -a ARGS`` with the same inventory."""
-        return subprocess.run(self.controller.argv([str(self.bin / "ansible"), "-i", str(self.workdir / "inventory.json"),
-                                                    host, "-m", module, "-a", args]), capture_output=True, text=True,
+        argv = [str(self.bin / "ansible"), "-i", str(self.workdir / "inventory.json"), host, "-m", module, "-a", args]
+        return subprocess.run(self.controller.argv(argv), capture_output=True, text=True,
                               env={**self.env, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
                               timeout=120, stdin=subprocess.DEVNULL)
 
@@ -214,7 +214,7 @@ def _setup_ssh_host(machine: Machine, workdir: Path, controller: Netns, inside: 
     controller.run(["ip", "link", "set", "qi-ssh0", "up"])
     inside.run(["ip", "address", "add", f"{SSH_ADDRESS}/24", "dev", "host0"])
     inside.run(["ip", "link", "set", "host0", "up"])
-    subprocess.run(["ssh-keygen", "-q", "-A", "-f", str(machine.root)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-A", "-f", str(machine.root)], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "qi-ansible-test",
                     "-f", str(workdir / "id_ed25519")], check=True)
     dot_ssh = machine.root / "root/.ssh"
@@ -376,6 +376,37 @@ def test_absent_unregisters_the_guest_and_removes_its_script_and_files(fleet, ph
     assert os.listdir(root / "srv/vms/b3") == []
     assert {n: p for n, p in phases["pids_after_absent"].items()} == {
         n: p for n, p in phases["pids_after_bad"].items() if n != "b3"}
+
+
+def test_the_ssh_host_is_reached_over_ssh_on_its_veth_alone(fleet, phases):
+    """gamma's tasks ran through sshd, from the controller's namespace; the host's network has no such address."""
+    proc = fleet.adhoc(SSH_HOST, "ansible.builtin.command", "printenv SSH_CONNECTION")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{CONTROLLER_ADDRESS} " in proc.stdout and f" {SSH_ADDRESS} 22" in proc.stdout, proc.stdout
+    ours = subprocess.run(["ip", "-o", "address"], capture_output=True, text=True, check=True).stdout
+    assert SSH_ADDRESS not in ours and CONTROLLER_ADDRESS not in ours
+    assert phases["first"]["stats"][SSH_HOST]["failures"] == 0
+
+
+def test_the_source_host_runs_what_make_install_put_there(fleet, phases):
+    """No package on gamma: qemu-init, its layout and the host service come from make install
+    (INITSYS=sysv); that service stops every guest and starts the autostart ones again."""
+    machine = fleet.machines[SSH_HOST]
+    assert machine.run("dpkg-query", "-W", "qemu-init", check=None).returncode != 0
+    assert machine.run("sh", "-c", "command -v qemu-init").stdout.strip() == "/usr/local/bin/qemu-init"
+    layout = (machine.root / "usr/local/lib/qemu-init/qemu_init/layout.conf").read_text()
+    assert "kind=fhs" in layout and "prefix=/usr/local" in layout, layout
+    manifest = (machine.root / "usr/local/share/qemu-init/install-manifest").read_text()
+    assert "/etc/init.d/qemud" in manifest and "/usr/local/bin/qemu-init" in manifest
+    assert list((machine.root / "etc/rc2.d").glob("S*qemud"))
+    before = fleet.qemud_status(SSH_HOST)
+    assert [n for n, g in before.items() if g["state"] == "running"] == GUESTS[SSH_HOST], before
+    machine.run("/etc/init.d/qemud", "stop", timeout=60)
+    assert {n: g["state"] for n, g in fleet.qemud_status(SSH_HOST).items()} == {n: "stopped" for n in GUESTS[SSH_HOST]}
+    machine.run("/etc/init.d/qemud", "start", timeout=60)
+    after = fleet.qemud_status(SSH_HOST)
+    assert {n: g["state"] for n, g in after.items()} == {"g1": "running", "g2": "running", "g3": "stopped"}, after
+    assert all(after[n]["pid"] != before[n]["pid"] for n in ("g1", "g2"))
 
 
 def test_ansible_lint_is_clean_on_the_collection(fleet):
