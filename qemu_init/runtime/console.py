@@ -114,7 +114,10 @@ def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None) -> 
 
 def _session_lock(socket_path: str) -> int:
     import fcntl
-    fd = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fd = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except PermissionError:
+        raise GuestError("its console is root's only", 4) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
