@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 HERE = Path(__file__).parent
 MODEL_RC_SUBR = HERE / "rc.subr"
@@ -35,3 +35,60 @@ def real_rc_subr() -> Optional[Path]:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
+
+
+def rc_header(path: Path) -> Dict[str, List[str]]:
+    """An rc.d script's rcorder lines: PROVIDE, REQUIRE, BEFORE, KEYWORD -> their words."""
+    found: Dict[str, List[str]] = {"PROVIDE": [], "REQUIRE": [], "BEFORE": [], "KEYWORD": []}
+    for line in path.read_text().splitlines():
+        for key in found:
+            if line.startswith(f"# {key}:"):
+                found[key] += line.split(":", 1)[1].split()
+    return found
+
+
+def rcorder(paths: Sequence[Path], keyword: Optional[str] = None) -> List[Path]:
+    """The order rcorder(8) gives ``paths`` (a model: FreeBSD's rcorder cannot be built here):
+    whatever a script REQUIREs comes before it, whatever it is BEFORE comes after it, names no
+    file provides are ignored, ties keep the files' order; ``keyword`` keeps only the scripts
+    that have it (``rcorder -k shutdown``, which rc.shutdown runs backwards). A cycle: ValueError."""
+    headers = {p: rc_header(p) for p in paths}
+    providers: Dict[str, List[Path]] = {}
+    for p, h in headers.items():
+        for name in h["PROVIDE"]:
+            providers.setdefault(name, []).append(p)
+    after: Dict[Path, List[Path]] = {p: [] for p in paths}  # p comes after each of these
+    for p, h in headers.items():
+        for name in h["REQUIRE"]:
+            after[p] += providers.get(name, [])
+        for name in h["BEFORE"]:
+            for other in providers.get(name, []):
+                after[other].append(p)
+    order: List[Path] = []
+    state: Dict[Path, int] = {}
+
+    def visit(p: Path) -> None:
+        if state.get(p) == 1:
+            raise ValueError(f"circular dependency at {p.name}")
+        if state.get(p) == 2:
+            return
+        state[p] = 1
+        for q in after[p]:
+            visit(q)
+        state[p] = 2
+        order.append(p)
+
+    for p in paths:
+        visit(p)
+    return [p for p in order if keyword is None or keyword in headers[p]["KEYWORD"]]
+
+
+def runnable(script: Path, rc_subr: Path, folder: Path) -> Path:
+    """A copy of the generated rc.d ``script`` in ``folder`` that reads ``rc_subr`` instead of
+    /etc/rc.subr (the only line changed)."""
+    text = script.read_text()
+    assert text.count("\n. /etc/rc.subr\n") == 1, script
+    copy = folder / script.name
+    copy.write_text(text.replace("\n. /etc/rc.subr\n", f"\n. {rc_subr}\n"))
+    copy.chmod(0o755)
+    return copy

@@ -1,0 +1,199 @@
+"""FreeBSD, as far as it can be run on this Linux machine.
+
+FreeBSD itself cannot run here, so what only FreeBSD has is stood in for (tests/guestkit/freebsd):
+``ps`` and ``ifconfig`` answer in FreeBSD's format from what really runs, ``rc.subr`` is a model
+of FreeBSD's rc.subr(8) (the same tests also run on FreeBSD's own rc.subr where a copy was put
+for them: guestkit.freebsd.real_rc_subr), and ``rcorder`` a model of rcorder(8). Everything else
+is real: the generated rc.d scripts run by a POSIX sh, the runtime helper with its FreeBSD
+backend (QEMU_INIT_PLATFORM=freebsd), and a real QEMU started from the FreeBSD command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import guestkit
+from guestkit import freebsd
+from guestkit.qemuinit import qi
+
+SH = shutil.which("dash") or "/bin/sh"  # FreeBSD's sh is an ash, as dash is
+RC_SUBRS = [pytest.param(freebsd.MODEL_RC_SUBR, id="model")]
+RC_SUBRS.append(pytest.param(freebsd.real_rc_subr(), id="freebsd", marks=pytest.mark.skipif(
+    freebsd.real_rc_subr() is None, reason=f"no copy of FreeBSD's rc.subr ({freebsd.REAL_RC_SUBR_VARIABLE})")))
+
+RECORDER = """#!/bin/sh
+# the helper's stand-in: records its arguments, one per line, a blank line after each call
+for word in "$@"; do printf '%s\\n' "$word"; done >>"$QI_CALLS"
+echo >>"$QI_CALLS"
+exit "${QI_EXIT:-0}"
+"""
+
+
+def generate(root: Path, out: Path) -> None:
+    qi(root, "generate", "--init", "bsd", "--output", str(out), check=0)
+
+
+def with_helper(script: Path, helper: str) -> None:
+    """Point the script's qemu_helper at ``helper`` (the recorder)."""
+    text = script.read_text()
+    text, count = re.subn(r"(qemu_helper\(\) \{\n\t).*( \"\$@\"\n\})", rf"\1{helper}\2", text)
+    assert count == 1
+    script.write_text(text)
+
+
+class Scripts:
+    """The rc.d scripts of one root, runnable with one rc.subr (see freebsd.runnable)."""
+
+    def __init__(self, root: Path, folder: Path, rc_subr: Path):
+        self.root, self.folder = root, folder
+        self.generated = folder / "generated"
+        self.run_dir = folder / "rc.d"
+        self.run_dir.mkdir(parents=True)
+        self.rc_subr = rc_subr
+        self.state = folder / "state"
+        self.calls = folder / "calls"
+
+    def make(self, recorder: bool) -> None:
+        shutil.rmtree(self.generated, ignore_errors=True)
+        generate(self.root, self.generated)
+        for script in self.generated.iterdir():
+            copy = freebsd.runnable(script, self.rc_subr, self.run_dir)
+            if recorder and script.name.startswith("qemu_") and not script.name.startswith("qemu_bridge_"):
+                helper = self.folder / "helper"
+                helper.write_text(RECORDER)
+                helper.chmod(0o755)
+                with_helper(copy, str(helper))
+
+    def rc(self, service: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+        environment = freebsd.env(self.state, QI_CALLS=str(self.calls), **env)
+        return subprocess.run([SH, str(self.run_dir / service), *args], capture_output=True, text=True,
+                              env=environment, timeout=180, stdin=subprocess.DEVNULL)
+
+    def helper_calls(self) -> list:
+        """Each recorded call of the helper as its argument list; clears the record."""
+        if not self.calls.exists():
+            return []
+        text = self.calls.read_text()
+        self.calls.unlink()
+        return [block.splitlines() for block in text.split("\n\n") if block]
+
+
+@pytest.fixture(params=RC_SUBRS)
+def scripts(request, tmp_path):
+    root = tmp_path / "root"
+    vms = tmp_path / "vms"
+    vms.mkdir()
+    (vms / "web1-qemud.rc").write_text("NAME=web1\nTGTARCH=qemu-system-x86_64\nBRIDGE=none\nDESC='Web server'\n")
+    (vms / "db1-qemud.rc").write_text("NAME=db1\nTGTARCH=qemu-system-x86_64\nBRIDGE=none\n")
+    (vms / "app1-qemud.rc").write_text("NAME=app1\nTGTARCH=qemu-system-x86_64\nBRIDGE=br0\nDEPENDS=db1\n")
+    qi(root, "register", str(vms), check=0)
+    s = Scripts(root, tmp_path, request.param)
+    s.make(recorder=True)
+    return s
+
+
+# -- rc.subr's view of the guest scripts (the helper recorded) -----------------------------------
+
+def test_rcvar_enabled_describe(scripts):
+    shown = scripts.rc("qemu_web1", "rcvar")
+    assert shown.returncode == 0 and 'qemu_web1_enable="NO"' in shown.stdout
+    assert scripts.rc("qemu_web1", "enabled").returncode == 1
+    assert scripts.rc("qemu_web1", "enabled", qemu_web1_enable="YES").returncode == 0
+    assert scripts.rc("qemu_web1", "describe").stdout == "QEMU guest web1: Web server\n"
+    assert scripts.helper_calls() == []
+
+
+def test_start_needs_enabled_or_one(scripts):
+    refused = scripts.rc("qemu_web1", "start")
+    assert refused.returncode == 0 and "Cannot 'start' qemu_web1" in refused.stdout
+    assert scripts.helper_calls() == []
+    assert scripts.rc("qemu_web1", "onestart").returncode == 0
+    assert scripts.rc("qemu_web1", "start", qemu_web1_enable="YES").returncode == 0
+    calls = scripts.helper_calls()
+    assert [c[:2] for c in calls] == [["start", "web1"]] * 2
+    assert "--" in calls[0] and calls[0][calls[0].index("--") + 1:][:3] == ["qemu-system-x86_64", "-name", "web1"]
+
+
+@pytest.mark.parametrize("verb", ["stop", "faststop", "onestop", "forcestop", "status"])
+def test_stop_and_status_reach_the_helper_enabled_or_not(scripts, verb):
+    """A guest started by qemud or by onestart is not enabled in rc.conf: its stop, and faststop
+    at shutdown, must still stop it. The helper judges by the pid file and identity."""
+    if verb == "status" and scripts.rc_subr != freebsd.MODEL_RC_SUBR and "status_cmd" not in scripts.rc_subr.read_text():
+        pytest.skip("this rc.subr (before FreeBSD 14) knows status only with procname")
+    for enabled in ("NO", "YES"):
+        done = scripts.rc("qemu_web1", verb, qemu_web1_enable=enabled)
+        assert done.returncode == 0, (enabled, done.stdout, done.stderr)
+        assert "Cannot" not in done.stdout
+        assert [c[:2] for c in scripts.helper_calls()] == [["status" if verb == "status" else "stop", "web1"]]
+
+
+def test_a_failing_stop_fails_the_script(scripts):
+    failed = scripts.rc("qemu_web1", "stop", QI_EXIT="4")
+    assert failed.returncode != 0
+    assert scripts.helper_calls()[0][:2] == ["stop", "web1"]
+
+
+def test_monitor_passes_its_words_through(scripts):
+    assert scripts.rc("qemu_web1", "onemonitor", "info", "status").returncode == 0
+    assert scripts.rc("qemu_web1", "monitor", "info status", qemu_web1_enable="YES").returncode == 0
+    assert scripts.rc("qemu_web1", "onemonitor").returncode == 0
+    calls = scripts.helper_calls()
+    assert [c[0] for c in calls] == ["monitor"] * 3
+    assert calls[0][-2:] == calls[1][-2:] == ["info", "status"]  # rc.subr re-splits the words (eval)
+    assert calls[2][-1].startswith("/") and calls[2][-2] == "--qmp"  # no words: a session
+
+
+def test_unknown_verb_gives_rc_subr_usage(scripts):
+    done = scripts.rc("qemu_web1", "frobnicate")
+    assert done.returncode == 1 and "Usage:" in done.stderr and "monitor" in done.stderr
+    assert scripts.helper_calls() == []
+
+
+def test_shellcheck_and_dash_accept_the_scripts(scripts):
+    for script in sorted(scripts.generated.iterdir()):
+        assert subprocess.run(["dash", "-n", str(script)], capture_output=True).returncode == 0
+        if shutil.which("shellcheck"):
+            lint = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True, text=True)
+            assert lint.returncode == 0, (script.name, lint.stdout)
+
+
+# -- rcorder's view ------------------------------------------------------------------------------
+
+def _base_system(folder: Path) -> list:
+    """Stand-ins for the base system's placeholders the scripts REQUIRE."""
+    made = []
+    for name, require in (("NETWORKING", ""), ("LOGIN", "NETWORKING")):
+        path = folder / name
+        path.write_text(f"#!/bin/sh\n# PROVIDE: {name}\n# REQUIRE: {require}\n")
+        made.append(path)
+    return made
+
+
+def test_rcorder_bridges_then_guests_in_depends_order_then_qemud(scripts):
+    files = _base_system(scripts.folder) + sorted(scripts.generated.iterdir())
+    boot = [p.name for p in freebsd.rcorder(files)]
+    assert boot.index("NETWORKING") < boot.index("qemu_bridge_br0") < boot.index("LOGIN")
+    assert boot.index("LOGIN") < boot.index("qemu_db1") < boot.index("qemu_app1") < boot.index("qemud")
+    assert boot.index("qemu_web1") < boot.index("qemud")
+    shutdown = [p.name for p in reversed(freebsd.rcorder(files, keyword="shutdown"))]
+    # rc.shutdown: qemud first (it stops every guest at once), then each guest's own faststop
+    assert shutdown[0] == "qemud" and shutdown.index("qemu_app1") < shutdown.index("qemu_db1")
+    assert "LOGIN" not in shutdown
+
+
+def test_faststop_in_rc_shutdown_order_reaches_every_guest(scripts):
+    """rc.shutdown runs `SCRIPT faststop` for each KEYWORD: shutdown script, backwards; with
+    nothing enabled in rc.conf, every guest's stop still reaches the helper."""
+    files = _base_system(scripts.folder) + sorted(scripts.generated.iterdir())
+    for path in reversed(freebsd.rcorder(files, keyword="shutdown")):
+        if path.parent == scripts.generated:
+            assert scripts.rc(path.name, "faststop").returncode == 0, path.name
+    stopped = [c[1] for c in scripts.helper_calls() if c[0] == "stop"]
+    assert sorted(stopped) == ["app1", "db1", "web1"] and stopped.index("app1") < stopped.index("db1")
