@@ -36,6 +36,12 @@ exit "${QI_EXIT:-0}"
 """
 
 
+def knows_status(rc_subr: Path) -> bool:
+    """Whether this rc.subr offers `status` for a status_cmd without procname (FreeBSD's since
+    14, the model too; 12.1's, the copy at hand here, does not)."""
+    return rc_subr == freebsd.MODEL_RC_SUBR or "status_cmd" in rc_subr.read_text()
+
+
 def generate(root: Path, out: Path) -> None:
     qi(root, "generate", "--init", "bsd", "--output", str(out), check=0)
 
@@ -125,7 +131,7 @@ def test_start_needs_enabled_or_one(scripts):
 def test_stop_and_status_reach_the_helper_enabled_or_not(scripts, verb):
     """A guest started by qemud or by onestart is not enabled in rc.conf: its stop, and faststop
     at shutdown, must still stop it. The helper judges by the pid file and identity."""
-    if verb == "status" and scripts.rc_subr != freebsd.MODEL_RC_SUBR and "status_cmd" not in scripts.rc_subr.read_text():
+    if verb == "status" and not knows_status(scripts.rc_subr):
         pytest.skip("this rc.subr (before FreeBSD 14) knows status only with procname")
     for enabled in ("NO", "YES"):
         done = scripts.rc("qemu_web1", verb, qemu_web1_enable=enabled)
@@ -197,3 +203,70 @@ def test_faststop_in_rc_shutdown_order_reaches_every_guest(scripts):
             assert scripts.rc(path.name, "faststop").returncode == 0, path.name
     stopped = [c[1] for c in scripts.helper_calls() if c[0] == "stop"]
     assert sorted(stopped) == ["app1", "db1", "web1"] and stopped.index("app1") < stopped.index("db1")
+
+
+# -- a real QEMU, the helper's FreeBSD backend, the generated rc.d script ------------------------
+
+QEMU = shutil.which(guestkit.QEMU)
+
+
+@pytest.fixture(params=RC_SUBRS)
+def running(request, qiroot):
+    """Guest bsd1 (stubborn: ignores the power button; STOPDELAY 1) started by its generated rc.d
+    script with `onestart`, as qemud starts guests: not enabled in rc.conf. The helper acts as on
+    FreeBSD: it knows processes only through (the stand-in for) ps."""
+    if os.geteuid() != 0 or QEMU is None:
+        pytest.skip("needs root and QEMU")
+    root = Path(qiroot.root)
+    qiroot.guest("bsd1")
+    s = Scripts(root, root / "fbsd", request.param)
+    s.make(recorder=False)
+    started = s.rc("qemu_bsd1", "onestart")
+    assert started.returncode == 0, (started.stdout, started.stderr)
+    s.pidfile, s.qmp = root / "run/qemu-init/bsd1.pid", root / "run/qemu-init/bsd1.qmp"
+    s.pid = int(s.pidfile.read_text())
+    return s
+
+
+def test_freebsd_command_line_runs_on_a_real_qemu(running):
+    argv = Path(f"/proc/{running.pid}/cmdline").read_bytes().decode().split("\0")
+    assert argv[argv.index("-name") + 1] == "bsd1", "no process=: QEMU on FreeBSD exits with it"
+    assert "-sandbox" not in argv, "no seccomp on FreeBSD: QEMU there has no -sandbox"
+
+
+def test_freebsd_backend_sees_and_stops_a_guest_that_is_not_enabled(running):
+    log = running.folder / "ps.log"
+    if knows_status(running.rc_subr):
+        status = running.rc("qemu_bsd1", "status", FAKE_PS_LOG=str(log))
+        assert status.returncode == 0 and f"bsd1: running (pid {running.pid}" in status.stdout, status.stderr
+        assert f"-p {running.pid}" in log.read_text(), "identity came from ps"
+    stopped = running.rc("qemu_bsd1", "stop", FAKE_PS_LOG=str(log))
+    assert stopped.returncode == 0, (stopped.stdout, stopped.stderr)
+    assert "Cannot" not in stopped.stdout
+    assert stopped.stdout.splitlines() == [  # the same stop machine as on Linux
+        "bsd1: pressing the power button, waiting up to 1 s for the guest to power off",
+        "bsd1: forcing it off: still running after 1 s",
+        "bsd1: forced off after 1 s: did not react to the power button"], stopped.stdout
+    assert guestkit.wait_gone(running.pid, timeout=30)
+    assert not running.pidfile.exists() and not running.qmp.exists()
+    assert f"-p {running.pid}" in log.read_text(), "identity came from ps"
+
+
+@pytest.mark.parametrize("broken", ["ps fails", "no ps"])
+def test_freebsd_without_identity_nothing_of_a_live_guest_is_removed(running, broken):
+    """What was seen (issue 13): a stop that could not tell the guest runs removed its pid file
+    and control socket and said it succeeded. Now: unknown, nothing touched, the guest runs on."""
+    env = {"FAKE_PS": "fail"} if broken == "ps fails" else {"PATH": "/nonexistent"}
+    verbs = ["stop", "faststop", "onestart"] + (["status"] if knows_status(running.rc_subr) else [])
+    for verb in verbs:
+        done = running.rc("qemu_bsd1", verb, **env)
+        assert done.returncode != 0, (verb, done.stdout)
+        assert "cannot tell whether it runs" in done.stderr or "unknown" in done.stdout, (verb, done.stderr)
+        assert running.pidfile.exists() and running.qmp.exists(), verb
+        assert guestkit.process_alive(running.pid), verb
+    helper = [sys.executable, "-m", "qemu_init.runtime.helper", "status", "bsd1", "--pidfile",
+              str(running.pidfile), "--qmp", str(running.qmp), "--runas", guestkit.GUEST_USER]
+    lsb = subprocess.run(helper, capture_output=True, text=True, env=freebsd.env(running.state, **env))
+    assert lsb.returncode == 4 and lsb.stdout.startswith("bsd1: unknown (ps: "), lsb.stdout
+    assert running.rc("qemu_bsd1", "stop").returncode == 0  # ps back: stopped, cleaned up
+    assert not running.pidfile.exists()
