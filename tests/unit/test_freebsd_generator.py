@@ -1,15 +1,17 @@
-"""`qemu-init check --init bsd`: a DEPENDS chain stops one guest after another, so its stop times
-add up, against rc.shutdown's rcshutdown_timeout (90 s unless /etc/rc.conf says otherwise)."""
+"""What qemu-init makes for FreeBSD: QEMU's command line there, and `check --init bsd`'s shutdown
+budget (a DEPENDS chain stops one guest after another, so its stop times add up, against
+rc.shutdown's rcshutdown_timeout: 90 s unless /etc/rc.conf says otherwise)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 
-def qi(root, *args):
+def qi(root, *args, env=None):
     proc = subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
     assert "Traceback" not in proc.stderr and proc.returncode == 0, (proc.stdout, proc.stderr)  # warnings do not fail
     return proc.stdout
 
@@ -49,3 +51,20 @@ def test_rcshutdown_timeout_in_rc_conf_counts(tmp_path):
 def test_a_short_chain_fits(tmp_path):
     root, _ = chain(tmp_path, stopdelay=15)  # 3 x (15 + forced steps) = 75 s
     assert "0 warning(s)" in qi(root, "check", "--init", "bsd")
+
+
+def test_freebsd_command_line_has_neither_process_name_nor_sandbox(tmp_path):
+    """QEMU on FreeBSD exits at `-name …,process=…` ("Change of process name not supported by
+    your OS": no PR_SET_NAME) and at `-sandbox` (seccomp is Linux's)."""
+    root, _ = chain(tmp_path)
+    linux = qi(root, "show", "web1", "--argv", env={**os.environ, "QEMU_INIT_PLATFORM": "linux"}).splitlines()
+    assert linux[1:3] == ["-name", "web1,process=qemu-web1"] and "-sandbox" in linux
+    here = qi(root, "show", "web1", "--argv", env={**os.environ, "QEMU_INIT_PLATFORM": "freebsd"}).splitlines()
+    assert here[1:3] == ["-name", "web1"] and "-sandbox" not in here
+    sandbox = linux.index("-sandbox")
+    assert [w.replace(",process=qemu-web1", "") for w in linux[:sandbox] + linux[sandbox + 2:]] == here  # the rest alike
+    out = tmp_path / "scripts"
+    qi(root, "generate", "--init", "all", "--output", str(out), env={**os.environ, "QEMU_INIT_PLATFORM": "linux"})
+    rcd = (out / "bsd/qemu_web1").read_text()
+    assert "\t\t-name web1 \\\n" in rcd and "process=" not in rcd and "-sandbox" not in rcd
+    assert "-name web1,process=qemu-web1" in (out / "sysv/qemu-web1").read_text()  # made on any host
