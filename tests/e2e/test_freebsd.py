@@ -3,8 +3,8 @@
 FreeBSD itself cannot run here, so what only FreeBSD has is stood in for (tests/guestkit/freebsd):
 ``ps`` and ``ifconfig`` answer in FreeBSD's format from what really runs, ``rc.subr`` is a model
 of FreeBSD's rc.subr(8) (the same tests also run on FreeBSD's own rc.subr where a copy was put
-for them: guestkit.freebsd.real_rc_subr), and ``rcorder`` a model of rcorder(8). Everything else
-is real: the generated rc.d scripts run by a POSIX sh, the runtime helper with its FreeBSD
+for them: guestkit.freebsd.real_rc_subr), and ``rcorder`` a model of rcorder(8) (and FreeBSD's
+own where a build of it is at hand: guestkit.freebsd.real_rcorder). Everything else is real: the generated rc.d scripts run by a POSIX sh, the runtime helper with its FreeBSD
 backend (QEMU_INIT_PLATFORM=freebsd), and a real QEMU started from the FreeBSD command line.
 """
 
@@ -27,6 +27,14 @@ SH = shutil.which("dash") or "/bin/sh"  # FreeBSD's sh is an ash, as dash is
 RC_SUBRS = [pytest.param(freebsd.MODEL_RC_SUBR, id="model")]
 RC_SUBRS.append(pytest.param(freebsd.real_rc_subr(), id="freebsd", marks=pytest.mark.skipif(
     freebsd.real_rc_subr() is None, reason=f"no copy of FreeBSD's rc.subr ({freebsd.REAL_RC_SUBR_VARIABLE})")))
+
+RCORDERS = [pytest.param(None, id="model"), pytest.param(freebsd.real_rcorder(), id="freebsd", marks=pytest.mark.skipif(
+    freebsd.real_rcorder() is None, reason=f"no build of FreeBSD's rcorder ({freebsd.REAL_RCORDER_VARIABLE})"))]
+
+
+def rcorder(program, paths, keyword=None):
+    return freebsd.rcorder(paths, keyword) if program is None else freebsd.run_rcorder(program, paths, keyword)
+
 
 RECORDER = """#!/bin/sh
 # the helper's stand-in: records its arguments, one per line, a blank line after each call
@@ -182,23 +190,25 @@ def _base_system(folder: Path) -> list:
     return made
 
 
-def test_rcorder_bridges_then_guests_in_depends_order_then_qemud(scripts):
+@pytest.mark.parametrize("program", RCORDERS)
+def test_rcorder_bridges_then_guests_in_depends_order_then_qemud(scripts, program):
     files = _base_system(scripts.folder) + sorted(scripts.generated.iterdir())
-    boot = [p.name for p in freebsd.rcorder(files)]
+    boot = [p.name for p in rcorder(program, files)]
     assert boot.index("NETWORKING") < boot.index("qemu_bridge_br0") < boot.index("LOGIN")
     assert boot.index("LOGIN") < boot.index("qemu_db1") < boot.index("qemu_app1") < boot.index("qemud")
     assert boot.index("qemu_web1") < boot.index("qemud")
-    shutdown = [p.name for p in reversed(freebsd.rcorder(files, keyword="shutdown"))]
+    shutdown = [p.name for p in reversed(rcorder(program, files, keyword="shutdown"))]
     # rc.shutdown: qemud first (it stops every guest at once), then each guest's own faststop
     assert shutdown[0] == "qemud" and shutdown.index("qemu_app1") < shutdown.index("qemu_db1")
     assert "LOGIN" not in shutdown
 
 
-def test_faststop_in_rc_shutdown_order_reaches_every_guest(scripts):
+@pytest.mark.parametrize("program", RCORDERS)
+def test_faststop_in_rc_shutdown_order_reaches_every_guest(scripts, program):
     """rc.shutdown runs `SCRIPT faststop` for each KEYWORD: shutdown script, backwards; with
     nothing enabled in rc.conf, every guest's stop still reaches the helper."""
     files = _base_system(scripts.folder) + sorted(scripts.generated.iterdir())
-    for path in reversed(freebsd.rcorder(files, keyword="shutdown")):
+    for path in reversed(rcorder(program, files, keyword="shutdown")):
         if path.parent == scripts.generated:
             assert scripts.rc(path.name, "faststop").returncode == 0, path.name
     stopped = [c[1] for c in scripts.helper_calls() if c[0] == "stop"]

@@ -2,7 +2,8 @@
 
 - ``ps`` and ``ifconfig``: executables in this folder, answering in FreeBSD's format (see each);
 - ``rc.subr``: a model of FreeBSD's rc.subr(8), see its header; ``real_rc_subr()`` finds a copy of
-  FreeBSD's own where one was put for the tests (it is not part of the project).
+  FreeBSD's own where one was put for the tests (it is not part of the project);
+- ``rcorder()``: a model of rcorder(8); ``real_rcorder()`` finds a build of FreeBSD's own.
 
 ``env(state)`` is the environment that makes the runtime helper act as on FreeBSD with them.
 """
@@ -18,6 +19,9 @@ MODEL_RC_SUBR = HERE / "rc.subr"
 # Where a copy of FreeBSD's libexec/rc/rc.subr may be put for the tests (see real_rc_subr).
 REAL_RC_SUBR_VARIABLE = "QI_TEST_FREEBSD_RC_SUBR"
 REAL_RC_SUBR_CACHE = Path("/var/cache/qemu-init-tests/freebsd/rc.subr")
+# And of FreeBSD's rcorder(8), built for Linux (sbin/rcorder with a shim for libutil's fparseln).
+REAL_RCORDER_VARIABLE = "QI_TEST_FREEBSD_RCORDER"
+REAL_RCORDER_CACHE = Path("/var/cache/qemu-init-tests/freebsd/rcorder")
 
 
 def env(state: Path, **extra: str) -> Dict[str, str]:
@@ -35,6 +39,23 @@ def real_rc_subr() -> Optional[Path]:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     return None
+
+
+def real_rcorder() -> Optional[Path]:
+    """FreeBSD's rcorder, if a build was put at $QI_TEST_FREEBSD_RCORDER or in the test cache;
+    None otherwise."""
+    for candidate in (os.environ.get(REAL_RCORDER_VARIABLE), REAL_RCORDER_CACHE):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def run_rcorder(program: Path, paths: Sequence[Path], keyword: Optional[str] = None) -> List[Path]:
+    """What FreeBSD's rcorder ``program`` says of ``paths`` (``-k keyword``)."""
+    import subprocess
+    args = [str(program)] + (["-k", keyword] if keyword else []) + [str(p) for p in paths]
+    done = subprocess.run(args, capture_output=True, text=True, check=True, timeout=30)
+    return [Path(line) for line in done.stdout.splitlines()]
 
 
 def rc_header(path: Path) -> Dict[str, List[str]]:
