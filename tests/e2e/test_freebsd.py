@@ -44,12 +44,6 @@ exit "${QI_EXIT:-0}"
 """
 
 
-def knows_status(rc_subr: Path) -> bool:
-    """Whether this rc.subr offers `status` for a status_cmd without procname (FreeBSD's since
-    14, the model too; 12.1's, the copy at hand here, does not)."""
-    return rc_subr == freebsd.MODEL_RC_SUBR or "status_cmd" in rc_subr.read_text()
-
-
 def generate(root: Path, out: Path) -> None:
     qi(root, "generate", "--init", "bsd", "--output", str(out), check=0)
 
@@ -57,7 +51,7 @@ def generate(root: Path, out: Path) -> None:
 def with_helper(script: Path, helper: str) -> None:
     """Point the script's qemu_helper at ``helper`` (the recorder)."""
     text = script.read_text()
-    text, count = re.subn(r"(qemu_helper\(\) \{\n\t).*( \"\$@\"\n\})", rf"\1{helper}\2", text)
+    text, count = re.subn(r"((?:qemu_helper|qemu_init)\(\) \{\n\t).*( \"\$@\"\n\})", rf"\1{helper}\2", text)
     assert count == 1
     script.write_text(text)
 
@@ -79,7 +73,7 @@ class Scripts:
         generate(self.root, self.generated)
         for script in self.generated.iterdir():
             copy = freebsd.runnable(script, self.rc_subr, self.run_dir)
-            if recorder and script.name.startswith("qemu_") and not script.name.startswith("qemu_bridge_"):
+            if recorder and not script.name.startswith("qemu_bridge_"):
                 helper = self.folder / "helper"
                 helper.write_text(RECORDER)
                 helper.chmod(0o755)
@@ -139,8 +133,6 @@ def test_start_needs_enabled_or_one(scripts):
 def test_stop_and_status_reach_the_helper_enabled_or_not(scripts, verb):
     """A guest started by qemud or by onestart is not enabled in rc.conf: its stop, and faststop
     at shutdown, must still stop it. The helper judges by the pid file and identity."""
-    if verb == "status" and not knows_status(scripts.rc_subr):
-        pytest.skip("this rc.subr (before FreeBSD 14) knows status only with procname")
     for enabled in ("NO", "YES"):
         done = scripts.rc("qemu_web1", verb, qemu_web1_enable=enabled)
         assert done.returncode == 0, (enabled, done.stdout, done.stderr)
@@ -162,6 +154,18 @@ def test_monitor_passes_its_words_through(scripts):
     assert [c[0] for c in calls] == ["monitor"] * 3
     assert calls[0][-2:] == calls[1][-2:] == ["info", "status"]  # rc.subr re-splits the words (eval)
     assert calls[2][-1].startswith("/") and calls[2][-2] == "--qmp"  # no words: a session
+
+
+def test_qemud_and_bridge_status_whether_enabled_or_not(scripts):
+    shown = scripts.rc("qemud", "status")
+    assert shown.returncode == 0 and "Cannot" not in shown.stdout, (shown.stdout, shown.stderr)
+    assert scripts.helper_calls() == [["qemud", "status"]]
+    refused = scripts.rc("qemud", "stop")  # the host service keeps rc.subr's rule: enable it, or onestop
+    assert refused.returncode == 0 and "Cannot 'stop' qemud" in refused.stdout
+    assert scripts.rc("qemud", "onestop").returncode == 0 and scripts.helper_calls() == [["qemud", "stop"]]
+    bridge = scripts.rc("qemu_bridge_br0", "status")  # through the stand-in ifconfig: no such bridge
+    assert bridge.returncode != 0 and "bridge br0: does not exist" in bridge.stdout, (bridge.stdout, bridge.stderr)
+    assert scripts.rc("qemu_bridge_br0", "stop").returncode == 0  # one it did not make: left alone
 
 
 def test_unknown_verb_gives_rc_subr_usage(scripts):
@@ -246,10 +250,9 @@ def test_freebsd_command_line_runs_on_a_real_qemu(running):
 
 def test_freebsd_backend_sees_and_stops_a_guest_that_is_not_enabled(running):
     log = running.folder / "ps.log"
-    if knows_status(running.rc_subr):
-        status = running.rc("qemu_bsd1", "status", FAKE_PS_LOG=str(log))
-        assert status.returncode == 0 and f"bsd1: running (pid {running.pid}" in status.stdout, status.stderr
-        assert f"-p {running.pid}" in log.read_text(), "identity came from ps"
+    status = running.rc("qemu_bsd1", "status", FAKE_PS_LOG=str(log))
+    assert status.returncode == 0 and f"bsd1: running (pid {running.pid}" in status.stdout, status.stderr
+    assert f"-p {running.pid}" in log.read_text(), "identity came from ps"
     stopped = running.rc("qemu_bsd1", "stop", FAKE_PS_LOG=str(log))
     assert stopped.returncode == 0, (stopped.stdout, stopped.stderr)
     assert "Cannot" not in stopped.stdout
@@ -267,8 +270,7 @@ def test_freebsd_without_identity_nothing_of_a_live_guest_is_removed(running, br
     """What was seen (issue 13): a stop that could not tell the guest runs removed its pid file
     and control socket and said it succeeded. Now: unknown, nothing touched, the guest runs on."""
     env = {"FAKE_PS": "fail"} if broken == "ps fails" else {"PATH": "/nonexistent"}
-    verbs = ["stop", "faststop", "onestart"] + (["status"] if knows_status(running.rc_subr) else [])
-    for verb in verbs:
+    for verb in ("stop", "status", "faststop", "onestart"):
         done = running.rc("qemu_bsd1", verb, **env)
         assert done.returncode != 0, (verb, done.stdout)
         assert "cannot tell whether it runs" in done.stderr or "unknown" in done.stdout, (verb, done.stderr)
