@@ -147,7 +147,7 @@ def test_freebsd_rcd_structure(script):
     load = code.index('load_rc_config "$name"')
     default = code.index(f': "${{{script.name}_enable:=NO}}"')
     assert load < default, "defaults come after load_rc_config, so rc.conf wins"
-    guest = any(line.startswith("guest=") for line in code)  # a guest's script, not qemud's or a bridge's
+    guest = "qemu_helper() {" in code  # a guest's script, not qemud's or a bridge's
     assert code[-1] == ('run_rc_command "$@"' if guest else 'run_rc_command "$1"')  # monitor's words
     assert not any("command_args" in line for line in code), "rc.subr evals command_args"
     extra = [w for line in code if line.startswith("extra_commands=") for w in line.split("=", 1)[1].strip('"').split()]
