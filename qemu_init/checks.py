@@ -170,6 +170,13 @@ def on_host(guest: Guest) -> List[Problem]:
     return problems
 
 
+def stop_seconds(guest: Guest) -> int:
+    """How long one guest's stop may take at host shutdown before its forced steps: a save
+    (ONSHUTDOWN=save: RAM over SAVESPEED, runtime/savestate.budget) that may fail at its end,
+    then STOPDELAY."""
+    return guest.stopdelay + (guest.savetime if guest.onshutdown == "save" else 0)
+
+
 def shutdown_time(stopdelays: Sequence[int], parallel: int) -> int:
     """Worst-case seconds for the host service to stop guests with these STOPDELAYs."""
     slots = [0] * (parallel if 0 < parallel < len(stopdelays) else max(len(stopdelays), 1))
@@ -194,10 +201,10 @@ def shutdown_estimate(guests: Sequence[Guest], parallel: int) -> int:
         """Seconds until ``key`` is down when it waits for its dependents first."""
         if key not in down_at:
             before = [chain(d, path + (key,)) for d in dependents[key] if d not in path]  # cycles: cut
-            down_at[key] = max(before, default=0) + by_name[key].stopdelay + FORCED_STEPS
+            down_at[key] = max(before, default=0) + stop_seconds(by_name[key]) + FORCED_STEPS
         return down_at[key]
 
-    packed = shutdown_time([g.stopdelay for g in guests], parallel)
+    packed = shutdown_time([stop_seconds(g) for g in guests], parallel)
     return max([packed] + [chain(k) for k in by_name])
 
 

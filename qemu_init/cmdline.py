@@ -31,6 +31,9 @@ class Plan:
     vnc: str  # for humans: "127.0.0.1:5 (port 5905)" or "off"
     vnc_display: Optional[Tuple[str, int]]
     stopdelay: int
+    statefile: str = ""  # where a save writes the guest's state (savestate.py)
+    onshutdown: str = "shutdown"  # what a stop through the guest's service does: shutdown or save
+    savetime: int = 0  # seconds a save may take
 
 
 def qemu_escape(value: str) -> str:
@@ -110,7 +113,8 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
     return Plan(name=name, number=number, argv=tuple(argv), pidfile=paths.pidfile(name), qmp=qmp,
                 lock=paths.lock(name), log=paths.log(name), runas=guest.runas, hmp=hmp, taps=tuple(taps),
                 monitor=monitor_text, monitor_port=port, vnc=vnc_text, vnc_display=display,
-                stopdelay=guest.stopdelay)
+                stopdelay=guest.stopdelay, statefile=paths.statefile(name), onshutdown=guest.onshutdown,
+                savetime=guest.savetime)
 
 
 def image_format_by_name(path: str) -> str:

@@ -103,7 +103,8 @@ class Inventory:
                             stopdelay=p.stopdelay, runas=p.runas, hmp=p.hmp, taps=p.taps,
                             precmd=guest.precmd, postcmd=guest.postcmd, rcfile=guest.rcfile.path,
                             sources=tuple((s.path, s.sha256) for s in guest.sources),
-                            argv=p.argv, vnc=p.vnc, monitor=p.monitor)
+                            argv=p.argv, vnc=p.vnc, monitor=p.monitor, statefile=p.statefile,
+                            onshutdown=p.onshutdown, savetime=p.savetime)
 
     def bare_control(self, name: str):
         """Enough to see and stop a guest without reading its files (they may have gone bad
@@ -123,7 +124,7 @@ class Inventory:
         runas = (user.group(1) or user.group(2)) if user else self.host.sysusr
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
                             log=paths.log(name), stopdelay=stopdelay, runas=runas, taps=taps,
-                            hmp=paths.monitor_socket(name))
+                            hmp=paths.monitor_socket(name), statefile=paths.statefile(name))
 
     def _installed_script(self, name: str) -> str:
         """The text of guest ``name``'s installed script ("" if none is recorded or trusted)."""

@@ -18,6 +18,8 @@ class Host:
     vncdisplay: int = 1
     minstopdelay: int = 40
     parallel: int = 0  # 0: all at once
+    onshutdown: str = "shutdown"  # the guests' default ONSHUTDOWN
+    savespeed: int = 100 << 20  # bytes per second the state folder takes (SAVESPEED)
     path: str = ""
 
 
@@ -76,6 +78,8 @@ class Guest:
     rcfile: Source
     cfgfile: Optional[Source]
     lines: Dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> rc-file line
+    onshutdown: str = "shutdown"  # shutdown or save (ONSHUTDOWN, the host's default resolved)
+    savetime: int = 0  # seconds a save may take at shutdown (runtime/savestate.budget); 0: no save
 
     @property
     def sources(self) -> Tuple[Source, ...]:

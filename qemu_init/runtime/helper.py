@@ -2,10 +2,12 @@
 
     qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         [--stopdelay N] [--rcfile F] [--source PATH=SHA256]... [--precmd CMD] [--postcmd CMD]
-        [--tap IF=BRIDGE]... [--vnc TEXT] [--monitor TEXT] -- QEMU_ARGV...
+        [--tap IF=BRIDGE]... [--vnc TEXT] [--monitor TEXT] [--statefile STATE] -- QEMU_ARGV...
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         --stopdelay N [--timeout S] [--force] [--tap IF]... [--quiet]
+        [--statefile STATE [--onshutdown save] [--savetime N]]
     qemu-init-helper status NAME --pidfile P --qmp S --runas U [--vnc TEXT] [--monitor TEXT]
+        [--statefile STATE]
         (exit: LSB)
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
@@ -83,6 +85,14 @@ def _options(action: str, p) -> None:  # type: ignore[no-untyped-def]
         p.add_argument("--tap", action="append", default=[], metavar="IF=BRIDGE",
                        help="tap to make on BRIDGE for QEMU (start), to delete once it is gone")
         p.add_argument("--hmp", default="", metavar="M", help="the human monitor's unix socket")
+    if action in ("start", "stop", "status"):
+        p.add_argument("--statefile", default="", metavar="STATE",
+                       help="the guest's saved state: restored by start, written by a saving stop")
+    if action == "stop":
+        p.add_argument("--onshutdown", choices=("shutdown", "save"), default="shutdown",
+                       help="save: save the guest's state instead of shutting it down (--statefile)")
+        p.add_argument("--savetime", type=_seconds, default=0.0, metavar="N",
+                       help="seconds a save may take before it falls back to shutting down")
     if action in ("start", "status"):
         p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
         p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
@@ -153,7 +163,9 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         taps=tuple(getattr(args, "tap", ())), precmd=getattr(args, "precmd", ""),
         postcmd=getattr(args, "postcmd", ""), rcfile=getattr(args, "rcfile", ""),
         sources=tuple(getattr(args, "source", ())), argv=tuple(rest),
-        vnc=getattr(args, "vnc", ""), monitor=getattr(args, "monitor", ""))
+        vnc=getattr(args, "vnc", ""), monitor=getattr(args, "monitor", ""),
+        statefile=getattr(args, "statefile", ""), onshutdown=getattr(args, "onshutdown", "shutdown"),
+        savetime=getattr(args, "savetime", 0.0))
     if args.action == "status":
         code, line = control.status(gc)
         print(line)
