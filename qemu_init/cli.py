@@ -521,7 +521,8 @@ def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
                                                 help="A monitor command; none: interactive session.")) -> None:
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
     with _guest(name) as (gc, control):
-        raise typer.Exit(control.monitor(gc, " ".join(command) if command else None))
+        from .runtime.monitor import monitor as session
+        raise typer.Exit(session(gc, " ".join(command) if command else None))
 
 
 # --- host service ---------------------------------------------------------------------------

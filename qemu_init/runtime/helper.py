@@ -149,9 +149,10 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
     from . import control
 
     if args.action == "monitor":
+        from .monitor import monitor
         gc = control.GuestControl(name=args.name, qmp=args.qmp)
         words = list(args.command) + rest
-        return control.monitor(gc, " ".join(words) if words else None)
+        return monitor(gc, " ".join(words) if words else None)
     if args.action in ("pause", "resume", "reset"):
         return control.run_state(control.GuestControl(name=args.name, qmp=args.qmp, log=args.log),
                                  args.action)
