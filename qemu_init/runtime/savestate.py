@@ -19,7 +19,6 @@ deletes the state once the guest runs again: it is never restored twice.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -74,6 +73,7 @@ def meta(statefile: str) -> Optional[Dict[str, Any]]:
     """The record of a saved state, or None when there is none (or it is unreadable)."""
     if not statefile or not os.path.lexists(statefile):
         return None
+    import json
     try:
         fd = _open_owned(statefile + META)
         with os.fdopen(fd, "rb") as f:
@@ -118,6 +118,7 @@ def _statedir(statefile: str) -> str:
 
 
 def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
+    import json
     tmp = f"{statefile}{META}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -252,8 +253,8 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
         finally:
             os.close(dirfd)
     except (SaveFailed, QMPError, OSError) as e:
-        if isinstance(e, OSError):
-            e = SaveFailed(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        why = e if isinstance(e, SaveFailed) else SaveFailed(
+            f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(getattr(e, "strerror", None) or e))
         _undo(q, migrating, paused, clock, sleep)
         for path in (part, gc.statefile + META):
             try:
@@ -261,7 +262,7 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
             except OSError:
                 pass
         q.close()
-        raise e from None
+        raise why from None
     finally:
         if fd >= 0:
             os.close(fd)
