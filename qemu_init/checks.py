@@ -216,6 +216,9 @@ def shutdown_budget(guests: Sequence[Guest], host: Host, init: str) -> List[Prob
     if worst <= budget:
         return []
     parallel = f"PARALLEL={host.parallel}" if host.parallel else "all guests at once"
+    saving = [g for g in guests if g.onshutdown == "save"]
+    saves = (f" ({len(saving)} of them saved first, up to {max(g.savetime for g in saving)} s each at"
+             f" SAVESPEED)") if saving else ""
     return [Problem(host.path or "qemu-init.conf", None, "PARALLEL",
-                    f"stopping {len(guests)} guests ({parallel}) can take {worst} s, but {why}",
+                    f"stopping {len(guests)} guests ({parallel}) can take {worst} s{saves}, but {why}",
                     WARNING)]

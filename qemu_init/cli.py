@@ -268,6 +268,7 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
             "cpus": guest.smp or None, "kvm": guest.kvm, "monitor": plan.monitor, "vnc": plan.vnc,
             "stopdelay": guest.stopdelay, "bootdelay": guest.bootdelay, "depends": list(guest.depends),
             "pidfile": plan.pidfile, "qmp": plan.qmp,
+            "onshutdown": guest.onshutdown, "savetime": plan.savetime, "statefile": plan.statefile,
             "nics": [{"index": n.index, "bridge": n.bridge, "model": n.model, "mac": n.mac, "tap": t}
                      for n, t in zip(guest.nics, plan.taps)],
             "drives": [{"kind": d.kind, "index": d.index, "file": d.file} for d in guest.drives],
@@ -282,6 +283,8 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
                 ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
                 ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")],
                 ["boot delay", f"{guest.bootdelay} s"],
+                ["on shutdown", f"save (up to {plan.savetime} s), to {plan.statefile}"
+                 if guest.onshutdown == "save" else "shutdown"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, (t, _) in zip(guest.nics, plan.taps)]
