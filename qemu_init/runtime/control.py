@@ -381,7 +381,7 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             def said(line: str, elapsed: float) -> None:
                 report(stopmachine.Transition(savestate.SAVE, elapsed, line))
             # saved: QEMU quits; should it linger, it is forced off (its state and disks are safe)
-            force = savestate.save(gc, process.alive, process.sleep, said)
+            force = savestate.save(gc, proc.cmdline(pid) or gc.argv, process.alive, process.sleep, said)
             if force and not process.alive():
                 process.close()
                 _cleanup(gc)

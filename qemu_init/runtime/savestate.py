@@ -185,17 +185,24 @@ def _migration(q, what: str, deadline: float, clock: Callable[[], float],  # typ
         sleep(POLL)
 
 
-def save(gc, alive: Callable[[], bool], sleep: Callable[[float], None],  # type: ignore[no-untyped-def]
+def save(gc, argv: Sequence[str], alive: Callable[[], bool], sleep: Callable[[float], None],  # type: ignore[no-untyped-def]
          say: Callable[[str, float], None], clock: Callable[[], float] = time.monotonic,
          connect: Optional[Callable[[], Any]] = None) -> bool:
     """Save the running guest's state to ``gc.statefile`` and make QEMU quit. True once the
     state is complete on disk (QEMU asked to quit; the caller makes sure it is gone). False when
     it could not be saved: then everything is as it was (the guest runs, resumed) and the
-    caller shuts it down instead. ``say(line, elapsed)`` reports each step."""
+    caller shuts it down instead. ``argv``: the command line QEMU runs (/proc), which the state
+    is bound to (a stop is not given the script's). ``say(line, elapsed)`` reports each step."""
     began = clock()
+    argv = tuple(argv)
+    if argv[-len(INCOMING):] == INCOMING:  # a guest restored before: the same command line
+        argv = argv[:-len(INCOMING)]
+    gc = gc._replace(argv=argv)
     seconds = gc.savetime or SAVE_SLACK
     say(f"saving its state to {gc.statefile} (up to {seconds:g} s)", 0.0)
     try:
+        if not argv:
+            raise SaveFailed("cannot tell the command line QEMU runs")
         size = _save(gc, began + seconds, f"{seconds:g} s", clock, sleep, connect)
     except SaveFailed as e:
         say(f"could not save its state: {e}; shutting it down instead", clock() - began)

@@ -65,7 +65,7 @@ def control(tmp_path, **kw):
 def run_save(gc, qmp, clock=None):
     clock = clock or Clock()
     said = []
-    ok = savestate.save(gc, lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
+    ok = savestate.save(gc, gc.argv, lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
                         connect=lambda: qmp)
     return ok, said
 
@@ -148,6 +148,19 @@ def test_a_planted_request_link_is_not_followed(tmp_path):
     (tmp_path / "elsewhere").write_text("save\n")
     os.symlink(tmp_path / "elsewhere", f"{statefile}.onstop")
     assert savestate.stop_mode(str(statefile), "shutdown") == "shutdown"
+
+
+def test_the_state_is_bound_to_the_command_line_qemu_runs(tmp_path):
+    gc = control(tmp_path)
+    clock = Clock()
+    # a guest restored before runs with -incoming defer: the same command line as its script's
+    assert savestate.save(gc._replace(argv=()), ARGV + savestate.INCOMING, lambda: False, clock.sleep,
+                          lambda line, t: None, clock=clock, connect=FakeQMP)
+    assert savestate.pending(gc) == gc.statefile
+    said = []
+    assert not savestate.save(gc, (), lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
+                              connect=FakeQMP)
+    assert said[-1] == "could not save its state: cannot tell the command line QEMU runs; shutting it down instead"
 
 
 def test_a_state_of_another_command_line_is_refused_and_kept(tmp_path):
