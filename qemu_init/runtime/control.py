@@ -305,7 +305,7 @@ def start(gc: GuestControl) -> int:
             if state is None:
                 pid = _launch(gc)
             else:
-                log(gc, f"restoring the state {savestate.describe(state)}")
+                log(gc, f"restoring its {savestate.describe(state)}")
                 pid = _launch(gc._replace(argv=gc.argv + savestate.INCOMING),
                               lambda: took.append(savestate.restore(gc, state, LAUNCH_TIMEOUT)))
         except GuestError as e:

@@ -89,11 +89,11 @@ def saved(statefile: str) -> bool:
 
 
 def describe(statefile: str) -> str:
-    """"saved 2026-12-01 23:04:05, 123 MiB, in PATH" for the status line."""
+    """"state of 2026-12-01 23:04:05 +0000, 123 MiB, in PATH", for the status line and the log."""
     record = meta(statefile) or {}
     when = record.get("saved", "")
     size = record.get("bytes")
-    parts = [f"saved {when}" if isinstance(when, str) and when else "saved"]
+    parts = [f"state of {when}" if isinstance(when, str) and when else "state"]
     if isinstance(size, int):
         parts.append(f"{size / (1 << 20):.0f} MiB")
     return ", ".join(parts) + f", in {statefile}"
