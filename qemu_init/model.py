@@ -8,18 +8,19 @@ from typing import Dict, Optional, Tuple
 
 @dataclass(frozen=True)
 class Host:
-    """Host settings (SPEC §4), from ETCDIR/qemu-init.conf."""
+    """Host settings (SPEC §4), from ETCDIR/qemu-init.conf. No defaults here: they are the key
+    table's (keys.HOST_KEYS), applied by config.load_host (config.default_host without a file)."""
 
-    bridge: str = "br0"
-    uplink: str = ""
-    sysusr: str = "qemud"
-    sysgrp: str = "kvm"
-    monport: int = 30320
-    vncdisplay: int = 1
-    minstopdelay: int = 40
-    parallel: int = 0  # 0: all at once
-    onshutdown: str = "shutdown"  # the guests' default ONSHUTDOWN
-    savespeed: int = 100 << 20  # bytes per second the state folder takes (SAVESPEED)
+    bridge: str
+    uplink: str
+    sysusr: str
+    sysgrp: str
+    monport: int
+    vncdisplay: int
+    minstopdelay: int
+    parallel: int  # 0: all at once
+    onshutdown: str  # the guests' default ONSHUTDOWN
+    savespeed: int  # bytes per second the state folder takes (SAVESPEED)
     path: str = ""
 
 
@@ -77,9 +78,9 @@ class Guest:
     folder: str
     rcfile: Source
     cfgfile: Optional[Source]
+    onshutdown: str  # shutdown or save (ONSHUTDOWN, the host's default resolved)
+    savetime: int  # seconds a save may take (runtime/savestate.budget: RAM over SAVESPEED)
     lines: Dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> rc-file line
-    onshutdown: str = "shutdown"  # shutdown or save (ONSHUTDOWN, the host's default resolved)
-    savetime: int = 0  # seconds a save may take at shutdown (runtime/savestate.budget); 0: no save
 
     @property
     def sources(self) -> Tuple[Source, ...]:

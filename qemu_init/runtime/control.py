@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 
 from ..errors import GuestError, QMPConnectError, QMPError
-from . import hooks, proc
+from . import helperargs, hooks, proc
 from .guestlog import log, makedirs, nofollow_error, open_log, warn
 from .lock import locked
 from .monitor import MONITOR_TIMEOUT
@@ -35,26 +35,10 @@ STATUS_QMP_TIMEOUT = 2.0
 _STATES = {"running": "running", "paused": "paused", "shutdown": "shutting down",
            "suspended": "suspended", "guest-panicked": "crashed (guest-panicked)"}
 
-_GUEST_CONTROL = {  # field: default; the name comes first and has none
-    "pidfile": "",
-    "qmp": "",
-    "lock": "",
-    "log": "",
-    "stopdelay": 40.0,
-    "runas": "",     # the user QEMU runs as; a pid is the guest only if it runs as this user or root
-    "hmp": "",       # the human monitor's unix socket, if it has one
-    "taps": (),      # (tap, bridge): bridge empty where only deleting the tap matters
-    "precmd": "",
-    "postcmd": "",
-    "rcfile": "",    # its ownership gates PRECMD/POSTCMD
-    "sources": (),   # (path, sha256) the script was generated from
-    "argv": (),
-    "vnc": "",
-    "monitor": "",
-    "statefile": "",  # where a save puts the guest's state, and a start finds it (savestate.py)
-    "onshutdown": "shutdown",  # what a stop does unless `qemu-init stop` asked otherwise
-    "savetime": 0.0,  # seconds a save may take
-}
+# Every option a script passes the helper is a field (helperargs.py: "taps" are (tap, bridge),
+# bridge empty where only deleting the tap matters; "sources" (path, sha256) the script was made
+# from), and QEMU's command line.
+_GUEST_CONTROL = {**helperargs.control_fields(), "argv": ()}
 
 
 class GuestControl(namedtuple("GuestControl", ["name", *_GUEST_CONTROL],
@@ -137,7 +121,9 @@ def status(gc: GuestControl) -> Tuple[int, str]:
     if kind == proc.FOREIGN:
         return 1, f"{gc.name}: not running, stale pid file {gc.pidfile} (pid {pid} is not this guest)"
     from .qmp import QMP
-    details = [f"pid {pid}"] + [f"{k} {v}" for k, v in (("vnc", gc.vnc), ("monitor", gc.monitor)) if v]
+    from .status import monitor_text, vnc_text
+    shown = (("vnc", vnc_text(gc.vnc)), ("monitor", monitor_text(gc.monitor, gc.hmp)))
+    details = [f"pid {pid}"] + [f"{k} {v}" for k, v in shown if v]
     try:
         with QMP(gc.qmp, STATUS_QMP_TIMEOUT) as q:
             result = q.execute("query-status")
@@ -199,11 +185,10 @@ def _vnc_taken(gc: GuestControl, text: str) -> Optional[str]:
     port (a local user can take it first); QEMU's own words say only "Address already in use"."""
     if "-vnc " not in text or "in use" not in text:
         return None
+    from .status import vnc_text
     argv = list(gc.argv)
     display = argv[argv.index("-vnc") + 1].partition(",")[0] if "-vnc" in argv[:-1] else ""
-    where, _, number = display.rpartition(":")
-    port = f" (port {5900 + int(number)})" if number.isdigit() else ""
-    return f"VNC display {display}{port} is taken by another program; not started"
+    return f"VNC display {vnc_text(display)} is taken by another program; not started"
 
 
 def _write_pidfile(gc: GuestControl, pid: int) -> None:
