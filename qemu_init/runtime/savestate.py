@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 
-from ..errors import GuestError, QMPError
+from ..errors import GuestError, QMPConnectError, QMPError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
@@ -347,6 +347,8 @@ def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = tim
             q.execute("migrate-incoming", {"uri": f"fd:{FDNAME}"})
             _migration(q, "the restore", began + timeout, clock, sleep, f"{timeout:g} s")
             q.execute("cont")
+    except QMPConnectError:  # QEMU exits when a state does not load; its own words are in its log
+        raise GuestError(f"could not restore the saved state: QEMU ended while loading it; {kept}") from None
     except (SaveFailed, QMPError) as e:
         raise GuestError(f"could not restore the saved state: {e}; {kept}") from None
     finally:

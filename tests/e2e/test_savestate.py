@@ -148,3 +148,21 @@ def test_a_save_that_fails_falls_back_to_the_power_button(sandbox, subreaper, te
     assert "could not save its state" in log and "powered down" in log, log
     assert "QUIT" not in log  # the clean shutdown, not a forced one
     assert qi(root, "status", "count1", check=3).stdout.strip() == "count1: not running"
+
+
+def test_a_state_that_does_not_load_is_kept_and_said_so(sandbox, subreaper):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "bios1", rc="RAM=64M\n")  # no kernel: it sits in its BIOS
+    register(root, vms)
+    qi(root, "start", "bios1", check=0)
+    qi(root, "stop", "bios1", "--save", check=0)
+    state = statefile(root, "bios1")
+    data = state.read_bytes()
+    state.write_bytes(data[:len(data) // 2])  # cut short: QEMU cannot load it
+    refused = qi(root, "start", "bios1", check=1)
+    assert "could not restore the saved state" in refused.stderr and "is kept" in refused.stderr, refused.stderr
+    assert state.exists() and qi(root, "status", "bios1", check=3).stdout.startswith("bios1: saved (")
+    qi(root, "start", "bios1", "--discard-state", check=0)
+    assert not state.exists()
+    qi(root, "stop", "bios1", "--force", check=0)
