@@ -1,5 +1,5 @@
 """runtime/savestate.py on its own: the save's steps against a scripted QMP peer (the real QEMU
-runs in tests/e2e/test_savestate.py), the budget, the stop request, the refusal of a state that
+runs in tests/e2e/test_save_restore.py), the budget, the stop request, the refusal of a state that
 belongs to another command line."""
 
 import json
