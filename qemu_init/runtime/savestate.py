@@ -112,8 +112,15 @@ def discard(statefile: str) -> bool:
 
 
 def _statedir(statefile: str) -> str:
+    """The state folder, made root-only (0700) if need be: a guest's RAM may hold secrets."""
+    import stat
     folder = os.path.dirname(os.path.abspath(statefile))
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise OSError(0, "not a folder of root's", folder)
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
     return folder
 
 

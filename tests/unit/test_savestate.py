@@ -175,3 +175,17 @@ def test_a_state_of_another_command_line_is_refused_and_kept(tmp_path):
     with pytest.raises(GuestError, match="without a readable record"):
         savestate.pending(gc)
     assert savestate.discard(gc.statefile) and not savestate.saved(gc.statefile)
+
+
+def test_the_state_folder_is_made_root_only(tmp_path):
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    assert run_save(control(tmp_path), FakeQMP())[0]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    linked = tmp_path / "other"
+    os.symlink(tmp_path / "elsewhere", linked)  # a link where the folder would be: no save
+    gc = control(tmp_path)._replace(statefile=str(linked / "web1.state"))
+    qmp = FakeQMP()
+    ok, said = run_save(gc, qmp)
+    assert not ok and qmp.commands == []
