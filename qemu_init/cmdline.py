@@ -33,6 +33,9 @@ class Plan:
     vnc_display: Optional[Tuple[str, int]]
     stopdelay: int
     monitor_address: str = ""  # a TCP monitor's "127.0.0.1:30320", else ""
+    statefile: str = ""  # where a save writes the guest's state (runtime/savestate.py)
+    onshutdown: str = "shutdown"  # what a stop through the guest's service does: shutdown or save
+    savetime: int = 0  # seconds a save may take
     console: str = ""  # the serial console's unix socket, made by the helper; "" if it has none
     console_log: str = ""  # what the console printed (QEMU's logfile=, opened by the helper)
     agent: str = ""  # the guest agent's unix socket (AGENT=yes), made by the helper
@@ -158,6 +161,7 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, system: Optional[s
                 monitor=status.monitor_text(monitor_address, hmp) or "off", monitor_port=port,
                 vnc=status.vnc_text(vnc_address) or "off",
                 vnc_display=display, stopdelay=guest.stopdelay, monitor_address=monitor_address,
+                statefile=paths.statefile(name), onshutdown=guest.onshutdown, savetime=guest.savetime,
                 console=console_sock, console_log=console_log, agent=agent_sock)
 
 

@@ -137,7 +137,8 @@ class Inventory:
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
                             log=paths.log(name), hmp=paths.monitor_socket(name), runas=self.host.sysusr,
                             console=paths.console_socket(name), console_log=paths.console_log(name),
-                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay))
+                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay),
+                            statefile=paths.statefile(name))
 
     def _recorded_stop(self, name: str) -> Dict[str, object]:
         """The GuestControl fields of guest ``name``'s recorded stop ({} if none is recorded)."""

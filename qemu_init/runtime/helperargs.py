@@ -61,6 +61,14 @@ OPTIONS = [
            "the VNC display, for the status line", "plan.vnc_address"),
     Option("--monitor", "monitor", ("start", "status"), "text", False, "", "ADDR:PORT",
            "the human monitor's TCP address, for the status line", "plan.monitor_address"),
+    Option("--statefile", "statefile", ("start", "stop", "status"), "text", False, "", "STATE",
+           "the guest's saved state (runtime/savestate.py): restored by start, written by a saving stop",
+           "plan.statefile"),
+    Option("--onshutdown", "onshutdown", ("stop",), "text", False, "shutdown", "MODE",
+           "save: save the guest's state to STATE instead of shutting it down (ONSHUTDOWN)",
+           "plan.onshutdown"),
+    Option("--savetime", "savetime", ("stop",), "seconds", False, 0.0, "N",
+           "seconds a save may take before it is given up for the power button", "plan.savetime"),
     # the serial console's socket and log, the guest agent's socket (runtime/console.py, agent.py):
     # start makes them, stop asks the agent and removes them, status keeps the log within its cap
     Option("--console", "console", ("start", "stop", "console!"), "text", False, "", "C",
