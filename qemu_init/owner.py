@@ -18,13 +18,16 @@ import os
 import re
 import subprocess
 import sys
-from typing import Callable, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import GuestError
 from .paths import Paths
 
 SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted()
-Say = Callable[[str], None]
+if TYPE_CHECKING:
+    Say = Callable[[str], None]
 
 
 def detect_init() -> str:
