@@ -103,6 +103,19 @@ def test_power_button_is_pressed_again_while_the_guest_boots(sock_path):
     assert guest.signals == []
 
 
+def test_a_press_made_just_before_counts_and_is_not_repeated_at_once(sock_path):
+    # qemud stop presses every guest's button itself, then runs the machine with pressed=True
+    guest = FakeGuest(ignore_powerdown=0)  # missed qemud's press (not sent here), obeys the next
+    steps = []
+    with FakeQMP(sock_path, guest.handler) as server:
+        with QMP(sock_path) as conn:
+            stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), 5, False, FAST,
+                     steps.append, pressed=True)
+    assert states(steps) == [POWERDOWN, GONE] and steps[0].why.startswith("pressed the power button")
+    assert server.commands().count("system_powerdown") == 1  # the machine's own: the resend
+    assert FAST.resend - 0.05 < steps[-1].elapsed and steps[-1].why == "powered down (2 presses)"
+
+
 def test_stubborn_guest_gets_quit_when_the_grace_ends(sock_path):
     guest = FakeGuest()
     with FakeQMP(sock_path, guest.handler) as server:
