@@ -27,6 +27,7 @@ subprocesses, and they come after the guest is gone.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -138,11 +139,18 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     parallel, dependents first (see the module's docstring)."""
     from .runtime import control, proc
 
-    guests, broken = _valid_guests(inventory)
-    # Guests whose files went bad are stopped all the same: a host shutdown must not lose them.
-    controls = {k: (g.name, inventory.control(e, g), g.depends) for k, (e, g) in guests.items()}
-    controls.update({e.name.lower(): (e.name, inventory.bare_control(e.name), ())
-                     for e in inventory.entries() if e.name.lower() in broken})
+    # Only a guest with a pid file can be running (its start writes it, its stop removes it):
+    # the others' files are not even read, so 300 registered guests of which 20 run cost 20.
+    controls = {}
+    for entry in inventory.entries():
+        if not os.path.exists(inventory.paths.pidfile(entry.name)):
+            continue
+        loaded = inventory.load_entry(entry)
+        if loaded.guest is not None and not any(p.level == ERROR for p in inventory.host_problems + loaded.problems):
+            guest = loaded.guest
+            controls[guest.name.lower()] = (guest.name, inventory.control(entry, guest), guest.depends)
+        else:  # files gone bad are stopped all the same: a host shutdown must not lose them
+            controls[entry.name.lower()] = (entry.name, inventory.bare_control(entry.name), ())
 
     def runs(gc) -> bool:  # type: ignore[no-untyped-def]
         # Identity is all this needs (pid file and /proc), not a QMP round trip per guest; a
@@ -179,7 +187,9 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
     futures: Dict[Future, str] = {}
     last_progress = time.monotonic()
     say(f"stopping {len(running)} guest(s), {workers} at a time: " + " ".join(running[k][0] for k in sorted(running)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    # The presses run side by side too: each waits for its QEMU's greeting and answer, and
+    # one after another 50 of them took ~0.6 s on a busy machine.
+    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=workers) as pool_press:
         while pending or futures:
             # Longest STOPDELAY first: what `check` assumes when it adds up the shutdown time.
             ready = [k for k in sorted(pending, key=lambda k: (-running[k][1].stopdelay, k))
@@ -194,7 +204,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
             batch = ready[:max(0, workers - len(futures))]
             # Every button of the batch first, then the waits: no guest's power-off waits for
             # another guest's stop to get going.
-            pressed = {key: press(running[key][1]) for key in batch}
+            pressed = dict(zip(batch, pool_press.map(press, [running[key][1] for key in batch])))
             for key in batch:
                 pending.discard(key)
                 with lock:
