@@ -110,11 +110,11 @@ def qemud(init: str, kind: str, prefix: str, suffix: str, appdir: str, bindir: s
     the build machine's registered guests into it and name the build machine's interpreter.
     `qemu-init install` rewrites the script once guests are registered."""
     from qemu_init import render
-    from qemu_init.model import Host
+    from qemu_init.config import default_host
     from qemu_init.paths import Layout, Paths
 
     paths = Paths.for_layout(Layout(kind=kind, prefix=prefix, suffix=suffix, appdir=appdir))
-    site = render.Site(paths=paths, host=Host(), guests=(), helper=(os.path.join(bindir, "qemu-init-helper"),),
+    site = render.Site(paths=paths, host=default_host(), guests=(), helper=(os.path.join(bindir, "qemu-init-helper"),),
                        command=(os.path.join(bindir, "qemu-init"),))
     (item,) = render.qemud_files(site, init)
     write(out, item.text)

@@ -5,6 +5,7 @@ Each returns a list of Problems; nothing stops at the first one.
 
 from __future__ import annotations
 
+import math
 import os
 import pwd
 from typing import Dict, Iterable, List, Sequence, Tuple
@@ -14,6 +15,7 @@ from .errors import WARNING, Problem
 from .facts import image_format, qemu_binary
 from .model import Guest, Host
 from .paths import Paths
+from .runtime.stop import Timing
 from .values import DISPLAY_MAX, VNC_BASE
 
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes with the terminating NUL
@@ -25,7 +27,9 @@ SHUTDOWN_BUDGETS = {
     "openrc": (None, "OpenRC waits for the script"),
     "bsd": (90, "FreeBSD's rc.shutdown gives 90 s (rcshutdown_timeout)"),
 }
-FORCED_STEPS = 10  # seconds the stop sequence may spend after STOPDELAY: quit, SIGTERM, SIGKILL
+# Seconds the stop sequence may spend after STOPDELAY (quit, SIGTERM, SIGKILL): the stop
+# machine's own figure, in whole seconds.
+FORCED_STEPS = math.ceil(Timing().forced)
 
 
 def _at(guest: Guest, key: str) -> Tuple[str, int]:

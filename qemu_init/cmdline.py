@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 from .model import Guest, Host, Nic
 from .paths import Paths
+from .runtime import status
 from .runtime.fds import HMP_FD, QMP_FD, SANDBOX, TAP_FD
 
 @dataclass(frozen=True)
@@ -33,6 +34,12 @@ class Plan:
     vnc: str  # for humans: "127.0.0.1:5 (port 5905)" or "off"
     vnc_display: Optional[Tuple[str, int]]
     stopdelay: int
+    monitor_address: str = ""  # a TCP monitor's "127.0.0.1:30320", else ""
+
+    @property
+    def vnc_address(self) -> str:
+        """The VNC display as the helper is given it, "127.0.0.1:5" ("" without VNC)."""
+        return f"{self.vnc_display[0]}:{self.vnc_display[1]}" if self.vnc_display else ""
 
 
 def qemu_escape(value: str) -> str:
@@ -61,15 +68,14 @@ def _chardev(ident: str, fd: int, mode: str) -> List[str]:
 
 
 def _monitor(guest: Guest, host: Host, number: int, paths: Paths) -> Tuple[List[str], str, str, Optional[int]]:
-    """(QEMU options, human text, unix socket, TCP port) of the human monitor."""
+    """(QEMU options, TCP address, unix socket, TCP port) of the human monitor."""
     port = monitor_port(host, number)
     if guest.monitor == "off":
-        return ["-monitor", "none"], "off", "", None
+        return ["-monitor", "none"], "", "", None
     if guest.monitor == "unix":
-        sock = paths.monitor_socket(guest.name)
-        return _chardev("hmp", HMP_FD, "readline"), f"unix {sock}", sock, None
+        return _chardev("hmp", HMP_FD, "readline"), "", paths.monitor_socket(guest.name), None
     address = {"inet": "127.0.0.1", "inet6": "[::1]"}.get(guest.monitor, "localhost")
-    return ["-monitor", f"tcp:{address}:{port},server=on,wait=off"], f"tcp {address}:{port}", "", port
+    return ["-monitor", f"tcp:{address}:{port},server=on,wait=off"], f"{address}:{port}", "", port
 
 
 def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
@@ -79,15 +85,14 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
     qmp = paths.qmp(name)
     argv: List[str] = [guest.tgtarch, "-name", f"{name},process=qemu-{name.lower()}",
                        "-sandbox", SANDBOX, *_chardev("qmp", QMP_FD, "control")]
-    monitor, monitor_text, hmp, port = _monitor(guest, host, number, paths)
+    monitor, monitor_address, hmp, port = _monitor(guest, host, number, paths)
     argv += monitor
     display = vnc_display(guest, host, number)
+    vnc_address = f"{display[0]}:{display[1]}" if display else ""
     if display:
-        argv += ["-vnc", f"{display[0]}:{display[1]}"]
-        vnc_text = f"{display[0]}:{display[1]} (port {5900 + display[1]})"
+        argv += ["-vnc", vnc_address]
     else:
         argv += ["-display", "none"]
-        vnc_text = "off"
     if guest.kvm:
         argv += ["-accel", "kvm"]
     for option, value in (("-cpu", guest.cpu), ("-machine", guest.machine), ("-m", guest.ram),
@@ -111,8 +116,9 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
     argv += guest.raw
     return Plan(name=name, number=number, argv=tuple(argv), pidfile=paths.pidfile(name), qmp=qmp,
                 lock=paths.lock(name), log=paths.log(name), runas=guest.runas, hmp=hmp, taps=tuple(taps),
-                monitor=monitor_text, monitor_port=port, vnc=vnc_text, vnc_display=display,
-                stopdelay=guest.stopdelay)
+                monitor=status.monitor_text(monitor_address, hmp) or "off", monitor_port=port,
+                vnc=status.vnc_text(vnc_address) or "off",
+                vnc_display=display, stopdelay=guest.stopdelay, monitor_address=monitor_address)
 
 
 def image_format_by_name(path: str) -> str:

@@ -12,11 +12,12 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Tuple
 
-from . import values
+from . import keys, values
 from .errors import WARNING, Problem
 from .keys import HOST_KEYS, RC_KEYS, Key
 from .model import Drive, Guest, Host, Nic, Source
 from .reader import Entry, RawOptions, Shorthand, read_assignments, read_cfg
+from .records import replace
 from .trust import TrustError, read_file
 
 RC_SUFFIX = "-qemud.rc"
@@ -88,27 +89,38 @@ def load_host(path: str) -> Tuple[Host, List[Problem]]:
     problems: List[Problem] = []
     data = _read(path, problems, missing_ok=True)
     if data is None:
-        return Host(path=path), problems
+        return default_host(path=path), problems
     entries, problems = read_assignments(path, data)
     found, _ = _parse_entries(path, entries, HOST_KEYS, problems)
-    def setting(key: str):
+    return _host(found, path), problems
+
+
+def default_host(**changes) -> Host:
+    """The host settings without a qemu-init.conf: every one at the key table's default."""
+    return replace(_host({}, ""), **changes)
+
+
+def _host(found: Dict[str, object], path: str) -> Host:
+    """Host settings from what a file set (``found``); the key table's default for the rest."""
+    def setting(key: str, empty=None):
         if found.get(key) is not None:
             return found[key]
-        default = HOST_KEYS[key].default
-        return HOST_KEYS[key].parse(default) if default else None
+        return keys.default(HOST_KEYS, key, empty)
 
-    host = Host(
+    return Host(
         bridge=setting("BRIDGE"),
-        uplink=setting("UPLINK") or "",
+        uplink=setting("UPLINK", ""),
         sysusr=setting("SYSUSR"),
         sysgrp=setting("SYSGRP"),
         monport=setting("MONPORT"),
         vncdisplay=setting("VNCDISPLAY"),
         minstopdelay=setting("MINSTOPDELAY"),
-        parallel=setting("PARALLEL") or 0,
+        parallel=setting("PARALLEL", 0),
         path=path,
     )
-    return host, problems
+
+
+_TABLE = object()  # load_guest's value(): the key table's default
 
 
 def guest_name_from_file(path: str) -> Optional[str]:
@@ -152,19 +164,20 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         assert any(p.level == "error" for p in problems), "no guest, but no error to say why"
         return None, problems
 
-    def value(key: str, fallback=None):
-        """The parsed value; the table's default when absent; ``fallback`` when set empty."""
+    def value(key: str, fallback=_TABLE):
+        """The parsed value; the table's default when absent; ``fallback`` when set empty (by
+        default the table's default too)."""
+        default = keys.default(RC_KEYS, key, None if fallback is _TABLE else fallback)
         if key in found:
-            return fallback if found[key] is None else found[key]
-        default = RC_KEYS[key].default
-        return RC_KEYS[key].parse(default) if default else fallback
+            return (default if fallback is _TABLE else fallback) if found[key] is None else found[key]
+        return default
 
     kvm = value("KVM", False)
     bridge = value("BRIDGE", "none") if "BRIDGE" in found else host.bridge
     mac = found.get("MAC") or derived_mac(name, 0)
-    nics = ((Nic(0, bridge, value("NIC", "virtio-net-pci"), mac, bool(found.get("MAC")),
+    nics = ((Nic(0, bridge, value("NIC"), mac, bool(found.get("MAC")),
                  abs(lines.get("MAC", lines.get("BRIDGE", 0))), rcpath),) if bridge != "none" else ())
-    stopdelay = value("STOPDELAY", int(RC_KEYS["STOPDELAY"].default or 0))
+    stopdelay = value("STOPDELAY")
     if "STOPDELAY" in found and stopdelay < host.minstopdelay:
         problems.append(Problem(rcpath, lines["STOPDELAY"], "STOPDELAY",
                                 f"{stopdelay} s is below the host's MINSTOPDELAY: {host.minstopdelay} s is used",
@@ -176,9 +189,9 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         runas=value("RUNAS", "") or host.sysusr,  # root only where written out
         daemon=value("DAEMON", False),
         kvm=kvm,
-        monitor=value("MONITOR", "unix"),
+        monitor=value("MONITOR"),
         bootdelay=value("BOOTDELAY", 0),
-        stopdelay=max(stopdelay, host.minstopdelay),
+        stopdelay=keys.stopdelay(stopdelay, host.minstopdelay),
         precmd=value("PRECMD", ""),
         postcmd=value("POSTCMD", ""),
         depends=value("DEPENDS", ()),
@@ -247,7 +260,7 @@ def _load_cfg(path: str, data: Optional[bytes], folder: str, host: Host, name: s
 
 def _parse_nic(item: Shorthand, name: str) -> Nic:
     bridge, *props = item.value.split(",")
-    settings = {"model": "virtio-net-pci", "mac": ""}
+    settings = {"model": RC_KEYS["NIC"].default or "", "mac": ""}  # the first NIC's default model
     for prop in props:
         key, sep, val = prop.partition("=")
         if not sep or key not in settings:

@@ -118,7 +118,8 @@ def run_state(inventory: Inventory, name: str, action: str) -> int:
 
 def monitor(inventory: Inventory, name: str, command: Sequence[str] = ()) -> int:
     with _guest(inventory, name) as (gc, control):
-        return control.monitor(gc, " ".join(command) if command else None)
+        from .runtime.monitor import monitor as session
+        return session(gc, " ".join(command) if command else None)
 
 
 def list_guests(inventory: Inventory, as_json: bool = False) -> int:

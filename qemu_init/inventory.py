@@ -7,8 +7,8 @@ answer.
 from __future__ import annotations
 
 import glob
+import json
 import os
-import re
 from .records import record as dataclass  # @record: dataclasses' decorator without its import cost (records.py)
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ from .errors import ERROR, ConfigError, Problem, QemuInitError, RegistryError
 from .model import Guest
 from .paths import Paths
 from .registry import Entry, Registry
+from .runtime import helperargs
 
 
 @dataclass
@@ -51,13 +52,35 @@ def rcfiles(target: str) -> List[str]:
     return [os.path.abspath(target)]
 
 
-def recorded_scripts(record: str) -> List[str]:
-    """The scripts an install wrote, from its record in VARDIR (root's: it says what to remove)."""
+def _record_lines(record: str) -> List[str]:
     try:
-        text = trust.read_file(record).decode("utf-8", "replace")
+        return trust.read_file(record).decode("utf-8", "replace").splitlines()
     except FileNotFoundError:
         return []
-    return [line for line in text.splitlines() if line.startswith("/")]
+
+
+def recorded_scripts(record: str) -> List[str]:
+    """The scripts an install wrote, from its record in VARDIR (root's: it says what to remove)."""
+    return [line for line in _record_lines(record) if line.startswith("/")]
+
+
+STOP_RECORD = "stop "  # a record line: this, then the guest's stop command as a JSON list
+
+
+def recorded_stops(record: str) -> Dict[str, Dict[str, object]]:
+    """Lower-case guest name -> the GuestControl fields of the stop command its installed
+    script runs (install records each one: runtime/helperargs.py reads it back, as the helper
+    would). A line that does not parse is left out."""
+    found: Dict[str, Dict[str, object]] = {}
+    for line in _record_lines(record):
+        if line.startswith(STOP_RECORD):
+            try:
+                words = json.loads(line[len(STOP_RECORD):])
+                fields = helperargs.parse([str(w) for w in words])
+            except ValueError:  # json's errors are ValueErrors too
+                continue
+            found.setdefault(str(fields["name"]).lower(), fields)
+    return found
 
 
 class Inventory:
@@ -99,45 +122,34 @@ class Inventory:
 
     def control(self, entry: Entry, guest: Guest):
         """What the runtime needs to start, stop and query this guest: the same as its script."""
-        from .runtime.control import GuestControl
-        p = self.plan(entry, guest)
-        return GuestControl(name=guest.name, pidfile=p.pidfile, qmp=p.qmp, lock=p.lock, log=p.log,
-                            stopdelay=p.stopdelay, runas=p.runas, hmp=p.hmp, taps=p.taps,
-                            precmd=guest.precmd, postcmd=guest.postcmd, rcfile=guest.rcfile.path,
-                            sources=tuple((s.path, s.sha256) for s in guest.sources),
-                            argv=p.argv, vnc=p.vnc, monitor=p.monitor)
+        from .helpercalls import control
+        return control(guest, self.plan(entry, guest))
 
     def bare_control(self, name: str):
         """Enough to see and stop a guest without reading its files (they may have gone bad
-        since it started): every path derives from its name; STOPDELAY, the user it runs as and
-        the taps are its installed script's (install's record says where that is), else the
-        defaults (the host's system user) and none."""
-        from .keys import RC_KEYS
+        since it started): the stop command its installed script runs, as install recorded it
+        (recorded_stops); without a record, every path from its name, STOPDELAY's default
+        raised to MINSTOPDELAY, the host's system user and no taps."""
+        from .keys import RC_KEYS, default, stopdelay
         from .runtime.control import GuestControl
+        recorded = self._recorded_stop(name)
+        if recorded:
+            return GuestControl(**recorded)
         paths = self.paths
-        stopdelay = max(int(RC_KEYS["STOPDELAY"].default or 0), self.host.minstopdelay)
-        installed = self._installed_script(name)
-        found = re.search(r"^(?:STOPDELAY|stopdelay)=(\d+)$|--stopdelay (\d+)\b", installed, re.M)
-        if found:
-            stopdelay = int(found.group(1) or found.group(2))
-        taps = tuple(dict.fromkeys(re.findall(r"--tap '?([A-Za-z0-9_.-]+)", installed)))
-        user = re.search(r"^(?:RUNAS|runas)='?([^'\s]+)'?$|--runas '?([^'\s]+)", installed, re.M)
-        runas = (user.group(1) or user.group(2)) if user else self.host.sysusr
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
-                            log=paths.log(name), stopdelay=stopdelay, runas=runas, taps=taps,
-                            hmp=paths.monitor_socket(name))
+                            log=paths.log(name), hmp=paths.monitor_socket(name), runas=self.host.sysusr,
+                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay))
 
-    def _installed_script(self, name: str) -> str:
-        """The text of guest ``name``'s installed script ("" if none is recorded or trusted)."""
-        services = {f"qemu-{name.lower()}", f"qemu_{name.lower()}", f"qemu-{name.lower()}.service"}
+    def _recorded_stop(self, name: str) -> Dict[str, object]:
+        """The GuestControl fields of guest ``name``'s recorded stop ({} if none is recorded)."""
         for record in sorted(glob.glob(os.path.join(glob.escape(self.paths.vardir), "installed-*"))):
             try:
-                for script in recorded_scripts(record):
-                    if os.path.basename(script) in services:
-                        return trust.read_file(script).decode("utf-8", "replace")
+                stop = recorded_stops(record).get(name.lower())
             except (OSError, QemuInitError):
                 continue
-        return ""
+            if stop:
+                return stop
+        return {}
 
     def running(self, name: str) -> bool:
         """Whether guest ``name`` runs, from its pid file and /proc alone (no QMP, no config);

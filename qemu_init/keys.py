@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, Optional
 
 from . import values
+from .runtime import defaults
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
         " the run folder), inet (127.0.0.1) or inet6 (::1), a TCP port every local user can reach, or off.",
         qemu="-monitor"),
     Key("BOOTDELAY", values.seconds, "0", "Seconds to wait before this guest starts at host boot."),
-    Key("STOPDELAY", values.seconds, "40", "Seconds to wait for a clean shutdown before forcing the guest"
+    Key("STOPDELAY", values.seconds, str(defaults.STOPDELAY), "Seconds to wait for a clean shutdown before forcing the guest"
         " off; raised to the host's MINSTOPDELAY."),
     Key("PRECMD", values.text, "", "Command run (by /bin/sh) before the guest starts; only from a"
         " root-owned rc-file nobody else can write."),
@@ -69,7 +70,7 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
         example="q35"),
     Key("VGA", values.identifier, "", "Display adapter.", default_help="QEMU's", qemu="-vga", example="std"),
     Key("DISPLAY", values.display, None, "VNC display: a number, ADDR:NUMBER, or 0/empty for no VNC;"
-        f" display N is TCP port 5900+N, so at most {values.DISPLAY_MAX}.",
+        f" display N is TCP port {values.VNC_BASE}+N, so at most {values.DISPLAY_MAX}.",
         default_help="an automatic display on 127.0.0.1", qemu="-vnc", example="127.0.0.1:5"),
     Key("BRIDGE", values.bridge, None, "Bridge of the first NIC; none for no network.",
         default_help="the host's BRIDGE (br0)", example="br0", qemu="-netdev tap"),
@@ -91,3 +92,14 @@ HOST_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("PARALLEL", values.count, "", "How many guests the host service stops at once.",
         default_help="all"),
 )}
+
+
+def default(table: Dict[str, Key], name: str, empty: Any = None) -> Any:
+    """The parsed default of key ``name`` of ``table``; ``empty`` when it has none ("")."""
+    text = table[name].default
+    return table[name].parse(text) if text else empty
+
+
+def stopdelay(value: int, minstopdelay: int) -> int:
+    """A guest's STOPDELAY as it applies: raised to the host's MINSTOPDELAY."""
+    return max(value, minstopdelay)

@@ -10,16 +10,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Host:
-    """Host settings (SPEC §4), from ETCDIR/qemu-init.conf."""
+    """Host settings (SPEC §4), from ETCDIR/qemu-init.conf. No defaults here: they are the key
+    table's (keys.HOST_KEYS), applied by config.load_host (config.default_host without a file)."""
 
-    bridge: str = "br0"
-    uplink: str = ""
-    sysusr: str = "qemud"
-    sysgrp: str = "kvm"
-    monport: int = 30320
-    vncdisplay: int = 1
-    minstopdelay: int = 40
-    parallel: int = 0  # 0: all at once
+    bridge: str
+    uplink: str
+    sysusr: str
+    sysgrp: str
+    monport: int
+    vncdisplay: int
+    minstopdelay: int
+    parallel: int  # 0: all at once
     path: str = ""
 
 

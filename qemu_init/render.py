@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 
 import jinja2
 
-from . import __version__, trust
+from . import __version__, helpercalls, trust
 from .checks import FORCED_STEPS, shutdown_estimate, shutdown_time
 from .cmdline import Plan
 from .errors import ERROR, ConfigError, RegistryError, RenderError
@@ -39,6 +39,12 @@ def sh(value: Any) -> str:
 
 def shjoin(words: Iterable[Any]) -> str:
     return " ".join(sh(w) for w in words)
+
+
+def shlines(lines: Iterable[Iterable[Any]], tabs: int = 1) -> str:
+    """A command as lines of words (a helper call: runtime/helperargs.lines), each line's words
+    quoted and joined, the lines continued with a backslash and indented by ``tabs`` tabs."""
+    return (" \\\n" + "\t" * tabs).join(shjoin(words) for words in lines)
 
 
 # systemd ends a unit line at \n, \r and NUL; other non-printable characters (C0, DEL, C1 such as
@@ -76,6 +82,11 @@ def unitjoin(words: Iterable[Any]) -> str:
     return " ".join(unit(w) for w in words)
 
 
+def unitlines(lines: Iterable[Iterable[Any]], tabs: int = 1) -> str:
+    """shlines for a systemd Exec*= line."""
+    return (" \\\n" + "\t" * tabs).join(unitjoin(words) for words in lines)
+
+
 def unittext(value: Any) -> str:
     """A unit setting's whole value (Description=, PIDFile=): one line, ``%`` doubled, no
     trailing backslash (it would continue the line). Whitespace runs (line breaks included)
@@ -103,7 +114,8 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,  # we write shell scripts and units, not HTML; quoting filters do the job
     )
-    env.filters.update(sh=sh, shjoin=shjoin, unit=unit, unitjoin=unitjoin, unittext=unittext, comment=comment)
+    env.filters.update(sh=sh, shjoin=shjoin, shlines=shlines, unit=unit, unitjoin=unitjoin, unitlines=unitlines,
+                       unittext=unittext, comment=comment)
     env.globals.update(version=__version__)
     return env
 
@@ -247,18 +259,6 @@ def unit_file(name: str) -> str:
     return name + ".service"
 
 
-def argv_lines(argv: Sequence[str]) -> List[List[str]]:
-    """The command line as a person writes it: the program, then each option with its value."""
-    lines = [[argv[0]]]
-    for word in argv[1:]:
-        last = lines[-1]
-        if len(lines) > 1 and len(last) == 1 and last[0].startswith("-") and not word.startswith("-"):
-            last.append(word)
-        else:
-            lines.append([word])
-    return lines
-
-
 def start_timeout() -> int:
     """systemd's TimeoutStartSec for one guest: the helper gives QEMU LAUNCH_TIMEOUT to come up,
     and systemd must not kill the start (and the QEMU with it) before the helper gives up."""
@@ -301,8 +301,7 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
     context = _common(site, init, summary, guest.sources, _EDIT_GUEST)
     context.update(
         service=service, title=title, heading=heading, desc=guest.desc, guest=guest, plan=plan,
-        source_args=[f"{s.path}={s.sha256}" for s in guest.sources],
-        argv_lines=argv_lines(plan.argv),
+        calls=helpercalls.calls(guest, plan),
         lsb_required=["$remote_fs", "$network"] + needs,
         openrc_need=needs,
         rcd_require=["LOGIN"] + needs,

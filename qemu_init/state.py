@@ -24,6 +24,7 @@ def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str,
     """One guest as `list`, `status` and `qemud status` show it (the --json schema in
     man/qemu-init.8): a guest whose files went bad is looked at through its pid file."""
     from .runtime import control, proc
+    from .runtime.status import monitor_text, vnc_text
 
     loaded = inventory.load_entry(entry)
     errors = [p for p in inventory.host_problems + loaded.problems if p.level == ERROR]
@@ -46,7 +47,8 @@ def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str,
         "number": entry.number, "name": entry.name, "folder": entry.folder,
         "description": guest.desc if guest is not None and not invalid else "",
         "autostart": entry.name.lower() in auto, "state": state, "pid": pid,
-        "vnc": (gc.vnc or None) if running else None, "monitor": (gc.monitor or None) if running else None,
+        "vnc": (vnc_text(gc.vnc) or None) if running else None,
+        "monitor": (monitor_text(gc.monitor, gc.hmp) or None) if running else None,
         "problem": (str(errors[0]) if errors else "cannot be loaded") if invalid else None,
     }
 

@@ -10,11 +10,13 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of
 if TYPE_CHECKING:
     from typing import Callable, Optional, Tuple
 
+from .runtime.status import VNC_BASE_PORT
+
 NAME_MAX = 40
 IFNAME_MAX = 15  # Linux IFNAMSIZ - 1
 DESC_MAX = 200  # a description, not a document: one line of the status table and of the scripts' headers
 SMP_MAX = 1024  # QEMU's most CPUs of a machine (x86 q35); a machine that takes fewer, QEMU names at start
-VNC_BASE = 5900  # display N is TCP port 5900+N
+VNC_BASE = VNC_BASE_PORT  # display N is TCP port 5900+N
 DISPLAY_MAX = 65535 - VNC_BASE
 SMP_KEYS = ("cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads")  # QEMU 7.2's
 

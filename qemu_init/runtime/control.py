@@ -9,15 +9,15 @@ imported where used: ``status`` of a stopped guest then costs little more than t
 
 from __future__ import annotations
 
-import errno
 import os
-import sys
 import time
 from collections import namedtuple
-from contextlib import contextmanager
 
 from ..errors import GuestError, QMPConnectError, QMPError
-from . import proc
+from . import helperargs, hooks, proc
+from .guestlog import log, makedirs, nofollow_error, open_log, warn
+from .lock import locked
+from .monitor import MONITOR_TIMEOUT
 
 # typing.TYPE_CHECKING without importing typing: ``typing`` and ``dataclasses`` (which loads
 # ``inspect``) took ~10 ms of every helper run; without them a ``status`` costs ~14 ms beyond the
@@ -25,34 +25,20 @@ from . import proc
 # postponed), and its records are namedtuples (errors.Problem a plain class).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import BinaryIO, Callable, Iterator, Optional, TextIO, Tuple
+    from typing import BinaryIO, Callable, Optional, Tuple
 
     from .stop import Timing, Transition
 
 LAUNCH_TIMEOUT = 120.0  # QEMU preallocating a large RAM or opening slow storage takes a while
 LOCK_SLACK = 60.0       # a start waits for a running stop: its STOPDELAY plus this
 STATUS_QMP_TIMEOUT = 2.0
-MONITOR_TIMEOUT = 30.0
 _STATES = {"running": "running", "paused": "paused", "shutdown": "shutting down",
            "suspended": "suspended", "guest-panicked": "crashed (guest-panicked)"}
 
-_GUEST_CONTROL = {  # field: default; the name comes first and has none
-    "pidfile": "",
-    "qmp": "",
-    "lock": "",
-    "log": "",
-    "stopdelay": 40.0,
-    "runas": "",     # the user QEMU runs as; a pid is the guest only if it runs as this user or root
-    "hmp": "",       # the human monitor's unix socket, if it has one
-    "taps": (),      # (tap, bridge): bridge empty where only deleting the tap matters
-    "precmd": "",
-    "postcmd": "",
-    "rcfile": "",    # its ownership gates PRECMD/POSTCMD
-    "sources": (),   # (path, sha256) the script was generated from
-    "argv": (),
-    "vnc": "",
-    "monitor": "",
-}
+# Every option a script passes the helper is a field (helperargs.py: "taps" are (tap, bridge),
+# bridge empty where only deleting the tap matters; "sources" (path, sha256) the script was made
+# from), and QEMU's command line.
+_GUEST_CONTROL = {**helperargs.control_fields(), "argv": ()}
 
 
 class GuestControl(namedtuple("GuestControl", ["name", *_GUEST_CONTROL],
@@ -82,54 +68,6 @@ def _tap_pair(tap) -> Tuple[str, str]:  # type: ignore[no-untyped-def]
 
 # -- small pieces ----------------------------------------------------------------------------
 
-def _warn(gc: GuestControl, message: str) -> None:
-    print(f"qemu-init: {gc.name}: warning: {message}", file=sys.stderr)
-
-
-def _makedirs(*paths: str) -> None:
-    for path in paths:
-        parent = os.path.dirname(os.path.abspath(path)) if path else ""
-        if parent:
-            os.makedirs(parent, mode=0o755, exist_ok=True)
-
-
-# O_NOFOLLOW makes open() fail on a symlink: ELOOP on Linux, EMLINK on FreeBSD.
-_SYMLINK_ERRNOS = (errno.ELOOP, errno.EMLINK)
-
-
-def _nofollow_error(path: str, e: OSError) -> str:
-    if e.errno in _SYMLINK_ERRNOS:
-        return f"{path}: is a symbolic link; refusing to follow it"
-    return f"{path}: {e.strerror}"
-
-
-def _open_log(gc: GuestControl, flags: int) -> int:
-    """The guest log, appended to. Never through a symlink: the run folder may be writable by
-    others than root, and a planted link must not make root append to (or create) another file."""
-    return os.open(gc.log, flags | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
-
-
-_unwritable_logs: set[str] = set()  # logs already warned about (a stop logs every step)
-
-
-def log(gc: GuestControl, message: str, error: bool = False) -> None:
-    """Append a timestamped line to the guest log, and to syslog where there is one."""
-    if gc.log:
-        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} {gc.name}: {message}\n"
-        try:
-            _makedirs(gc.log)
-            with open(_open_log(gc, os.O_WRONLY), "a") as f:
-                f.write(line)
-        except OSError as e:
-            if gc.log not in _unwritable_logs:
-                _unwritable_logs.add(gc.log)
-                _warn(gc, _nofollow_error(gc.log, e))
-    if os.path.exists("/dev/log"):
-        import syslog
-        syslog.openlog("qemu-init", syslog.LOG_PID, syslog.LOG_DAEMON)
-        syslog.syslog(syslog.LOG_ERR if error else syslog.LOG_INFO, f"{gc.name}: {message}")
-
-
 def _unlink(path: str) -> bool:
     try:
         os.unlink(path)
@@ -152,32 +90,6 @@ def _cleanup(gc: GuestControl) -> None:
     if removed:
         log(gc, "removed " + ", ".join(removed))
     _delete_taps(gc)
-
-
-@contextmanager
-def _locked(gc: GuestControl, wait: float) -> Iterator[None]:
-    """Per-guest exclusive lock; the fd is close-on-exec so neither QEMU nor PRECMD inherits it."""
-    import fcntl
-    if not gc.lock:
-        raise GuestError("no lock file given")
-    _makedirs(gc.lock)
-    try:
-        fd = os.open(gc.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as e:
-        raise GuestError(f"{gc.lock}: {e.strerror}", 4 if e.errno in (errno.EACCES, errno.EPERM) else 1)
-    try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise GuestError(f"{gc.lock}: still locked after {wait:g} s by another start or stop")
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _probe(gc: GuestControl) -> Tuple[str, Optional[int]]:
@@ -206,7 +118,9 @@ def status(gc: GuestControl) -> Tuple[int, str]:
     if kind == proc.FOREIGN:
         return 1, f"{gc.name}: not running, stale pid file {gc.pidfile} (pid {pid} is not this guest)"
     from .qmp import QMP
-    details = [f"pid {pid}"] + [f"{k} {v}" for k, v in (("vnc", gc.vnc), ("monitor", gc.monitor)) if v]
+    from .status import monitor_text, vnc_text
+    shown = (("vnc", vnc_text(gc.vnc)), ("monitor", monitor_text(gc.monitor, gc.hmp)))
+    details = [f"pid {pid}"] + [f"{k} {v}" for k, v in shown if v]
     try:
         with QMP(gc.qmp, STATUS_QMP_TIMEOUT) as q:
             result = q.execute("query-status")
@@ -233,43 +147,6 @@ def _qmp_answers(gc: GuestControl) -> bool:
         return False
 
 
-def _check_sources(gc: GuestControl) -> None:
-    import hashlib
-    from .. import trust
-    for path, digest in gc.sources:
-        try:  # never through a FIFO (a hang holding the lock) or /dev/zero (no end)
-            actual = hashlib.sha256(trust.read_file(path)).hexdigest()
-        except trust.TrustError as e:
-            _warn(gc, f"{e} (the script was generated from it)")
-            continue
-        except OSError as e:
-            _warn(gc, f"{path}: {e.strerror} (the script was generated from it)")
-            continue
-        if actual != digest.lower():
-            _warn(gc, f"{path}: changed since the script was generated; regenerate")
-
-
-def _check_rcfile(gc: GuestControl) -> None:
-    """PRECMD/POSTCMD run as root: only if nobody but root (or us) can have written them, i.e.
-    the rc-file may be trusted by the whole trust rule (qemu_init/trust.py): a regular file
-    owned by root/us, writable by nobody else, in folders that are too all the way up to /.
-    Checked now, at start: a folder swapped since the script was generated counts."""
-    from .. import trust
-    if not gc.rcfile:
-        raise GuestError("PRECMD/POSTCMD given without --rcfile: refusing to run them")
-    try:
-        trust.read_file(gc.rcfile)
-    except trust.TrustError as e:
-        raise GuestError(f"{e}: refusing to run PRECMD/POSTCMD")
-    except OSError as e:
-        raise GuestError(f"{e.filename or gc.rcfile}: {e.strerror}: refusing to run PRECMD/POSTCMD")
-
-
-def _hook(command: str) -> int:
-    import subprocess
-    return subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, check=False).returncode
-
-
 def _error_lines(gc: GuestControl, text: str, limit: int = 2) -> str:
     """QEMU's own error lines ("qemu-system-x86_64: -drive …: Could not open …"), without the
     chatter around them (missing optional UI modules, warnings)."""
@@ -285,9 +162,9 @@ def _qemu_output(gc: GuestControl) -> Tuple[BinaryIO, int]:
     drains would block it); without a log, an anonymous file."""
     if gc.log:
         try:
-            fd = _open_log(gc, os.O_RDWR)
+            fd = open_log(gc, os.O_RDWR)
         except OSError as e:
-            raise GuestError(_nofollow_error(gc.log, e))
+            raise GuestError(nofollow_error(gc.log, e))
         out = os.fdopen(fd, "a+b")
     else:
         import tempfile
@@ -305,11 +182,10 @@ def _vnc_taken(gc: GuestControl, text: str) -> Optional[str]:
     port (a local user can take it first); QEMU's own words say only "Address already in use"."""
     if "-vnc " not in text or "in use" not in text:
         return None
+    from .status import vnc_text
     argv = list(gc.argv)
     display = argv[argv.index("-vnc") + 1].partition(",")[0] if "-vnc" in argv[:-1] else ""
-    where, _, number = display.rpartition(":")
-    port = f" (port {5900 + int(number)})" if number.isdigit() else ""
-    return f"VNC display {display}{port} is taken by another program; not started"
+    return f"VNC display {vnc_text(display)} is taken by another program; not started"
 
 
 def _write_pidfile(gc: GuestControl, pid: int) -> None:
@@ -368,8 +244,8 @@ def start(gc: GuestControl) -> int:
     """Start the guest unless it runs; returns 0 or raises GuestError."""
     if not gc.argv:
         raise GuestError("no QEMU command line given")
-    _makedirs(gc.pidfile, gc.qmp, gc.lock, gc.log)
-    with _locked(gc, gc.stopdelay + LOCK_SLACK):
+    makedirs(gc.pidfile, gc.qmp, gc.lock, gc.log)
+    with locked(gc.lock, gc.stopdelay + LOCK_SLACK):
         kind, pid = _probe(gc)
         if kind == proc.GUEST:
             print(f"{gc.name} is already running (pid {pid})")
@@ -384,11 +260,11 @@ def start(gc: GuestControl) -> int:
             raise GuestError(f"a QEMU answers on {gc.qmp}, but {gc.pidfile} does not name it;"
                              " not starting a second one (stop it with `monitor … quit`, or kill it)")
         _cleanup(gc)  # what a guest that ended left: pid file, sockets, taps
-        _check_sources(gc)
+        hooks.check_sources(gc)
         if gc.precmd or gc.postcmd:
-            _check_rcfile(gc)  # before PRECMD: refuse either hook before anything happened
+            hooks.check_rcfile(gc)  # before PRECMD: refuse either hook before anything happened
         if gc.precmd:
-            code = _hook(gc.precmd)
+            code = hooks.run(gc.precmd)
             if code != 0:
                 log(gc, f"PRECMD failed (exit {code}); not started", error=True)
                 raise GuestError(f"PRECMD failed (exit {code}); not started")
@@ -401,10 +277,10 @@ def start(gc: GuestControl) -> int:
         if gc.postcmd:
             # the guest runs: a failing POSTCMD is reported, but does not make the start fail
             # (systemd would then kill the guest it just started)
-            code = _hook(gc.postcmd)
+            code = hooks.run(gc.postcmd)
             if code != 0:
                 log(gc, f"POSTCMD failed (exit {code})", error=True)
-                _warn(gc, f"POSTCMD failed (exit {code})")
+                warn(gc, f"POSTCMD failed (exit {code})")
     return 0
 
 
@@ -439,7 +315,7 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
     from . import stop as stopmachine
     from .qmp import QMP
     grace = gc.stopdelay if timeout is None else timeout
-    with _locked(gc, grace + LOCK_SLACK):
+    with locked(gc.lock, grace + LOCK_SLACK):
         kind, pid = _probe(gc)
         if kind != proc.GUEST:
             _cleanup(gc)
@@ -509,77 +385,3 @@ def run_state(gc: GuestControl, action: str, timeout: float = MONITOR_TIMEOUT) -
     log(gc, done)
     print(f"{gc.name}: {done}")
     return 0
-
-
-# -- monitor -----------------------------------------------------------------------------------
-
-def _hmp(gc: GuestControl, command: str, timeout: float) -> str:
-    # a connection per command, as in stop: an interactive session must not lock out the
-    # stop or status that run meanwhile
-    from .qmp import QMP
-    with QMP(gc.qmp, timeout) as q:
-        text = q.human(command)
-    return text.replace("\r\n", "\n")
-
-
-def monitor(gc: GuestControl, command: Optional[str] = None, timeout: float = MONITOR_TIMEOUT,
-            stdin: Optional[TextIO] = None, stdout: Optional[TextIO] = None) -> int:
-    """One human monitor command (its answer printed), or an interactive session without one.
-
-    In the session, ``exit`` or end of input leaves; everything else goes to QEMU, including
-    ``quit``, which powers the guest off hard (asked for confirmation on a terminal)."""
-    stdin = stdin or sys.stdin
-    stdout = stdout or sys.stdout
-    if command is not None:
-        try:
-            text = _hmp(gc, command, timeout)
-        except QMPConnectError as e:
-            if os.path.exists(gc.qmp):
-                raise GuestError(f"its control socket does not answer (is it running?): {e}", 1) from None
-            raise GuestError("not running (no control socket)", 1) from None
-        if text.startswith("unknown command:"):  # HMP's only way to say so: a line of text
-            sys.stderr.write(f"qemu-init: {gc.name}: {text}")
-            return 1
-        stdout.write(text)
-        return 0
-    tty = stdin.isatty()
-    if tty:
-        try:
-            import readline  # noqa: F401  (line editing and history for input())
-        except ImportError:
-            pass
-        stdout.write(f"{gc.name}: QEMU monitor. 'exit' or Ctrl-D leaves; "
-                     "'quit' powers the guest off hard.\n")
-    while True:
-        if tty:
-            try:
-                line = input("(qemu) ")
-            except EOFError:
-                stdout.write("\n")
-                return 0
-        else:
-            line = stdin.readline()
-            if not line:
-                return 0
-        line = line.strip()
-        if not line:
-            continue
-        if line == "exit":
-            return 0
-        quitting = line.split()[0] in ("quit", "q")
-        if quitting and tty:
-            answer = input(f"'quit' stops {gc.name} at once, like pulling the plug. Really? [y/N] ")
-            if answer.strip().lower() not in ("y", "yes"):
-                continue
-        try:
-            stdout.write(_hmp(gc, line, timeout))
-            stdout.flush()
-        except QMPConnectError as e:
-            if quitting:
-                return 0  # QEMU may close the connection before answering quit
-            print(f"qemu-init: {gc.name}: {e}", file=sys.stderr)
-            return 1
-        except QMPError as e:
-            print(f"qemu-init: {gc.name}: {e}", file=sys.stderr)
-        if quitting:
-            return 0

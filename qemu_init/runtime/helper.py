@@ -1,15 +1,16 @@
 """``qemu-init-helper``: the lean command the generated init scripts call.
 
     qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
-        [--stopdelay N] [--rcfile F] [--source PATH=SHA256]... [--precmd CMD] [--postcmd CMD]
-        [--tap IF=BRIDGE]... [--vnc TEXT] [--monitor TEXT] -- QEMU_ARGV...
+        [--stopdelay N] [--rcfile F[=SHA256]] [--source PATH=SHA256]... [--precmd CMD]
+        [--postcmd CMD] [--tap IF=BRIDGE]... [--vnc ADDR:N] [--monitor ADDR:PORT] -- QEMU_ARGV...
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
-        --stopdelay N [--timeout S] [--force] [--tap IF]... [--quiet]
-    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--vnc TEXT] [--monitor TEXT]
-        (exit: LSB)
+        --stopdelay N [--tap IF]... [--timeout S] [--force] [-q|--quiet]
+    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--hmp M] [--vnc ADDR:N]
+        [--monitor ADDR:PORT]   (exit: LSB)
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
 
+The options are defined once, in helperargs.py (the scripts' words come from there too).
 Everything arrives on the command line: the helper never reads guest configuration, so what the
 admin reads in the script is exactly what runs. ``--debug`` (anywhere before ``--``) shows the
 traceback of an internal error. Standard library only, heavy modules imported late: this runs at
@@ -22,70 +23,21 @@ import os
 import sys
 
 from ..errors import QemuInitError
+from . import helperargs
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence
 
-_METAVARS = {"pidfile": "P", "qmp": "S", "lock": "K", "log": "L", "runas": "U"}
-_ACTIONS = {  # name: (help, the paths it requires)
-    "start": ("start the guest unless it runs", ("pidfile", "qmp", "lock", "log", "runas")),
-    "stop": ("stop the guest: power button, then quit, SIGTERM, SIGKILL",
-             ("pidfile", "qmp", "lock", "log", "runas")),
-    "status": ("one line of status; the exit code is LSB's", ("pidfile", "qmp", "runas")),
-    "pause": ("pause the guest's CPUs (QMP stop)", ("qmp",)),
-    "resume": ("resume a paused guest (QMP cont)", ("qmp",)),
-    "reset": ("reset the guest at once, as its reset button (QMP system_reset)", ("qmp",)),
-    "monitor": ("a human monitor command, or a session without one", ("qmp",)),
+_ACTIONS = {  # name: help
+    "start": "start the guest unless it runs",
+    "stop": "stop the guest: power button, then quit, SIGTERM, SIGKILL",
+    "status": "one line of status; the exit code is LSB's",
+    "pause": "pause the guest's CPUs (QMP stop)",
+    "resume": "resume a paused guest (QMP cont)",
+    "reset": "reset the guest at once, as its reset button (QMP system_reset)",
+    "monitor": "a human monitor command, or a session without one",
 }
-
-
-def _seconds(text: str) -> float:
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
-    return value
-
-
-def _source(text: str) -> tuple:
-    import argparse
-    path, sep, digest = text.rpartition("=")
-    if not sep or not path or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-        raise argparse.ArgumentTypeError(f"expected PATH=SHA256, got {text!r}")
-    return path, digest.lower()
-
-
-def _options(action: str, p) -> None:  # type: ignore[no-untyped-def]
-    """The options of ``action`` beyond NAME and the paths it requires."""
-    if action == "start":
-        p.add_argument("--stopdelay", type=_seconds, default=40.0, metavar="N",
-                       help="the guest's STOPDELAY (bounds the wait for a running stop)")
-        p.add_argument("--rcfile", default="", metavar="F", help="rc-file whose ownership gates PRECMD/POSTCMD")
-        p.add_argument("--source", type=_source, action="append", default=[], metavar="PATH=SHA256",
-                       help="a file the script was made from; warn if it changed")
-        p.add_argument("--precmd", default="", metavar="CMD", help="run with /bin/sh -c before QEMU")
-        p.add_argument("--postcmd", default="", metavar="CMD", help="run with /bin/sh -c once QEMU runs")
-    if action == "stop":
-        p.add_argument("--stopdelay", type=_seconds, required=True, metavar="N",
-                       help="seconds the guest may take to power down")
-        p.add_argument("--timeout", type=_seconds, metavar="S", help="wait S seconds instead of STOPDELAY")
-        p.add_argument("--force", action="store_true", help="skip the power button")
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    if action in ("pause", "resume", "reset"):
-        p.add_argument("--log", default="", metavar="L", help="the guest log, to note it in")
-    if action == "monitor":
-        p.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
-    if action in ("start", "stop"):
-        p.add_argument("--tap", action="append", default=[], metavar="IF=BRIDGE",
-                       help="tap to make on BRIDGE for QEMU (start), to delete once it is gone")
-        p.add_argument("--hmp", default="", metavar="M", help="the human monitor's unix socket")
-    if action in ("start", "status"):
-        p.add_argument("--vnc", default="", metavar="TEXT", help="for the status line")
-        p.add_argument("--monitor", default="", metavar="TEXT", help="for the status line")
 
 
 def _columns() -> int:
@@ -123,37 +75,28 @@ def _parser(chosen: Optional[str] = None):  # type: ignore[no-untyped-def]
     parser.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    for name, (help, paths) in _ACTIONS.items():
+    for name, help in _ACTIONS.items():
         if chosen in _ACTIONS and name != chosen:
             continue
         p = actions.add_parser(name, help=help, description=help, formatter_class=_formatter)
         if chosen == name:
             p.add_argument("name", metavar="NAME", help="the guest (QEMU -name)")
-            for option in paths:
-                p.add_argument(f"--{option}", required=True, metavar=_METAVARS[option])
-            _options(name, p)
+            helperargs.add_options(name, p)
+            if name == "monitor":
+                p.add_argument("command", nargs="*", metavar="COMMAND", help="e.g. info status")
     return parser
 
 
 def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
     from . import control
 
+    gc = control.GuestControl(**helperargs.values_of(args.action, args), argv=tuple(rest))
     if args.action == "monitor":
-        gc = control.GuestControl(name=args.name, qmp=args.qmp)
+        from .monitor import monitor
         words = list(args.command) + rest
-        return control.monitor(gc, " ".join(words) if words else None)
+        return monitor(gc, " ".join(words) if words else None)
     if args.action in ("pause", "resume", "reset"):
-        return control.run_state(control.GuestControl(name=args.name, qmp=args.qmp, log=args.log),
-                                 args.action)
-
-    gc = control.GuestControl(
-        name=args.name, pidfile=args.pidfile, qmp=args.qmp,
-        lock=getattr(args, "lock", ""), log=getattr(args, "log", ""),
-        stopdelay=getattr(args, "stopdelay", 40.0), runas=args.runas, hmp=getattr(args, "hmp", ""),
-        taps=tuple(getattr(args, "tap", ())), precmd=getattr(args, "precmd", ""),
-        postcmd=getattr(args, "postcmd", ""), rcfile=getattr(args, "rcfile", ""),
-        sources=tuple(getattr(args, "source", ())), argv=tuple(rest),
-        vnc=getattr(args, "vnc", ""), monitor=getattr(args, "monitor", ""))
+        return control.run_state(gc, args.action)
     if args.action == "status":
         code, line = control.status(gc)
         print(line)

@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from qemu_init import __version__
-from qemu_init.config import load_host
+from qemu_init.config import default_host, load_host
 from qemu_init.keys import HOST_KEYS
-from qemu_init.model import Host
 
 REPO = Path(__file__).resolve().parents[2]
 # The interpreter `make install` and the packages run qemu-init with: the system's, with the
@@ -175,7 +174,7 @@ def test_make_install_tree_modes_and_exact_uninstall(tmp_path, layout):
     for variant in (text, re.sub(r"^#([A-Z]+=)", r"\1", text, flags=re.M)):
         conf.write_text(variant)
         host, problems = load_host(str(conf))
-        assert problems == [] and host == Host(path=str(conf))
+        assert problems == [] and host == default_host(path=str(conf))
     conf.write_text(text)
 
     # The manifest lists exactly what is there (a fresh DESTDIR: every folder is ours) ...

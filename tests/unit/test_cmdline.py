@@ -3,14 +3,13 @@
 import pytest
 
 from qemu_init.cmdline import plan, qemu_escape
-from qemu_init.config import load_guest
-from qemu_init.model import Host
+from qemu_init.config import default_host, load_guest
 from qemu_init.paths import Layout, Paths
 
 PATHS = Paths.for_layout(Layout(), "/srv/root")
 
 
-def guest_from(tmp_path, rc, cfg=None, host=Host()):
+def guest_from(tmp_path, rc, cfg=None, host=default_host()):
     (tmp_path / "web1-qemud.rc").write_text("NAME=web1\nTGTARCH=qemu-system-x86_64\n" + rc)
     if cfg:
         (tmp_path / "web1-qemu.cfg").write_text(cfg)
@@ -19,7 +18,7 @@ def guest_from(tmp_path, rc, cfg=None, host=Host()):
     return guest
 
 
-def argv(tmp_path, rc="", cfg=None, number=3, host=Host()):
+def argv(tmp_path, rc="", cfg=None, number=3, host=default_host()):
     return list(plan(guest_from(tmp_path, rc, cfg, host), number, host, PATHS).argv)
 
 
@@ -43,7 +42,7 @@ def test_defaults(tmp_path):
 
 
 def test_plan_says_what_the_helper_makes(tmp_path):
-    host = Host()
+    host = default_host()
     p = plan(guest_from(tmp_path, "", None, host), 3, host, PATHS)
     assert p.runas == "qemud" and p.hmp == "/srv/root/run/qemu-init/web1.mon"
     assert p.taps == (("qi3n0", "br0"),) and p.pidfile == "/srv/root/run/qemu-init/web1.pid"
@@ -52,7 +51,7 @@ def test_plan_says_what_the_helper_makes(tmp_path):
 @pytest.mark.parametrize("rc,runas", [("", "qemud"), ("RUNAS=\n", "qemud"), ("RUNAS=vm\n", "vm"),
                                       ("RUNAS=root\n", "root")])
 def test_runas_is_the_system_user_unless_written_out(tmp_path, rc, runas):
-    host = Host()
+    host = default_host()
     assert plan(guest_from(tmp_path, rc, None, host), 3, host, PATHS).runas == runas
 
 
@@ -96,7 +95,7 @@ def test_extra_nic_and_raw_options_come_last(tmp_path):
 
 
 def test_explicit_display_and_ports_follow_host_settings(tmp_path):
-    host = Host(monport=40000, vncdisplay=10)
+    host = default_host(monport=40000, vncdisplay=10)
     args = argv(tmp_path, host=host)
     assert option(args, "-vnc") == ["127.0.0.1:12"]
     assert option(argv(tmp_path, "MONITOR=inet\n", host=host), "-monitor") == ["tcp:127.0.0.1:40002,server=on,wait=off"]

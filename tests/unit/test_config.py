@@ -3,10 +3,9 @@
 
 import pytest
 
-from qemu_init.config import derived_mac, load_guest, load_host
-from qemu_init.model import Host
+from qemu_init.config import default_host, derived_mac, load_guest, load_host
 
-HOST = Host()
+HOST = default_host()
 VALID = "NAME=web1\nTGTARCH=qemu-system-x86_64\n"
 
 
@@ -129,7 +128,7 @@ def test_cfg_shorthands_and_raw_options(tmp_path):
 def test_stopdelay_is_raised_to_the_host_minimum(tmp_path):
     guest, _ = problems_of(tmp_path, VALID + "STOPDELAY=5\n")
     assert guest.stopdelay == 40
-    guest, _ = load_guest(write(tmp_path, "web1", VALID + "STOPDELAY=5\n"), Host(minstopdelay=3))
+    guest, _ = load_guest(write(tmp_path, "web1", VALID + "STOPDELAY=5\n"), default_host(minstopdelay=3))
     assert guest.stopdelay == 5
 
 

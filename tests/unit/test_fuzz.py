@@ -8,10 +8,9 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from qemu_init.config import load_guest
+from qemu_init.config import default_host, load_guest
 from qemu_init.errors import Problem
 from qemu_init.keys import RC_KEYS
-from qemu_init.model import Host
 
 FOLDER = ""  # one folder for all examples (hypothesis runs many per test): see the fixture
 
@@ -40,7 +39,7 @@ def load(rc: bytes, cfg: bytes = None):
     else:
         with open(cfg_path, "wb") as handle:
             handle.write(cfg)
-    guest, problems = load_guest(rc_path, Host())
+    guest, problems = load_guest(rc_path, default_host())
     assert all(isinstance(p, Problem) and str(p) for p in problems)
     assert (guest is None) == any(p.level == "error" for p in problems)
     return guest, problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qemu_init.errors import GuestError
-from qemu_init.runtime import control, helper
+from qemu_init.runtime import control, helper, monitor
 
 from fakeqmp import FakeQMP, sock_path  # noqa: F401  (sock_path: fixture)
 
@@ -37,7 +37,7 @@ def test_start_hands_everything_over(monkeypatch, tmp_path):
 
 def test_monitor_command_words_may_follow_the_options(monkeypatch):
     seen = []
-    monkeypatch.setattr(control, "monitor", lambda gc, command: seen.append((gc.qmp, command)) or 0)
+    monkeypatch.setattr(monitor, "monitor", lambda gc, command: seen.append((gc.qmp, command)) or 0)
     assert helper.main(["monitor", "vm1", "--qmp", "S", "info", "status"]) == 0
     assert helper.main(["monitor", "vm1", "info", "--qmp", "S", "block"]) == 0
     assert helper.main(["monitor", "vm1", "--qmp", "S"]) == 0

@@ -14,7 +14,7 @@ FORBIDDEN = ("jinja2", "typer", "click", "rich", "asyncio")
 PROBE = """
 import json, sys
 import qemu_init.runtime.helper, qemu_init.runtime.control, qemu_init.runtime.stop
-import qemu_init.runtime.qmp, qemu_init.runtime.proc, qemu_init.runtime.launch
+import qemu_init.runtime.qmp, qemu_init.runtime.proc, qemu_init.runtime.launch, qemu_init.runtime.monitor
 print(json.dumps(sorted(sys.modules)))
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -165,7 +166,8 @@ def test_install_takes_back_the_scripts_of_guests_unregistered_since(tmp_path):
         f"installed {initd}/qemu-a1", f"installed {initd}/qemud"]
     assert {p.name for p in initd.iterdir()} == {"qemu-a1", "qemu-c1", "qemud"}  # c1's is the admin's
     record = (root / "var/lib/qemu-init/installed-sysv").read_text().splitlines()
-    assert [l for l in record if not l.startswith("#")] == [f"{initd}/qemu-a1", f"{initd}/qemud"]
+    assert [l for l in record if l.startswith("/")] == [f"{initd}/qemu-a1", f"{initd}/qemud"]
+    assert [json.loads(l[5:])[:2] for l in record if l.startswith("stop ")] == [["stop", "a1"]]
 
 
 def test_install_warns_when_the_scripts_would_call_into_a_development_tree(tmp_path):

@@ -12,8 +12,9 @@ import pytest
 from qemu_init import render
 from qemu_init.checks import FORCED_STEPS
 from qemu_init.paths import Layout, Paths
+from qemu_init.runtime import helperargs
 
-QUOTING_FILTERS = {"sh", "shjoin", "unit", "unitjoin", "unittext", "comment"}
+QUOTING_FILTERS = {"sh", "shjoin", "shlines", "unit", "unitjoin", "unitlines", "unittext", "comment"}
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 # The templates that make scripts and units; new/ makes the rc-file and cfg-file for `new`.
 SCRIPT_TEMPLATES = sorted(str(p.relative_to(render.TEMPLATE_DIR)) for p in Path(render.TEMPLATE_DIR).rglob("*.j2")
@@ -87,7 +88,7 @@ def test_unit_settings_and_comments_stay_on_their_line():
 
 def test_argv_lines_pair_each_option_with_its_value():
     argv = ["qemu", "-name", "a", "-daemonize", "-m", "1G", "-device", "x", "y", "-nodefaults"]
-    assert render.argv_lines(argv) == [["qemu"], ["-name", "a"], ["-daemonize"], ["-m", "1G"],
+    assert helperargs.argv_lines(argv) == [["qemu"], ["-name", "a"], ["-daemonize"], ["-m", "1G"],
                                        ["-device", "x"], ["y"], ["-nodefaults"]]
 
 
