@@ -4,7 +4,7 @@ Importing ``dataclasses`` (it loads ``inspect``) and letting it write each class
 ~10–15 ms of every command that reads a guest's files — as much as the rest of ``status``. The
 records here (model, paths, reader, registry, cmdline, keys) need only this: fields from the
 class's annotations in order, defaults (``field(default_factory=…)`` too), ``frozen``, equality
-and hashing over the fields that compare, a repr, and ``replace``. Written the way one writes a
+and hashing over the fields that compare, a repr, ``fields`` and ``replace``. Written the way one writes a
 record by hand, generic over the fields, so defining a class costs next to nothing.
 """
 
@@ -119,6 +119,11 @@ def record(cls: Any = None, *, frozen: bool = False) -> Any:
         return cls
 
     return wrap if cls is None else wrap(cls)
+
+
+def fields(cls_or_obj: Any) -> Tuple[Field, ...]:
+    """The record's fields in order, each with its ``name`` (as dataclasses.fields)."""
+    return cls_or_obj._record_fields
 
 
 def replace(obj: T, **changes: Any) -> T:

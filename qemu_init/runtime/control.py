@@ -317,12 +317,19 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
     grace = gc.stopdelay if timeout is None else timeout
     with locked(gc.lock, grace + LOCK_SLACK):
         kind, pid = _probe(gc)
-        if kind != proc.GUEST:
-            _cleanup(gc)
-            return 0
-        try:
-            process = proc.GuestProcess(pid, gc.name, gc.uids)  # type: ignore[arg-type]
-        except ProcessLookupError:  # it ended in between
+        gone = kind != proc.GUEST
+        if not gone:
+            try:
+                process = proc.GuestProcess(pid, gc.name, gc.uids)  # type: ignore[arg-type]
+            except ProcessLookupError:  # it ended in between
+                gone = True
+        if gone:
+            if pressed:  # it obeyed the caller's press before this stop could look: its log says so
+                for step in (stopmachine.Transition(stopmachine.POWERDOWN, 0.0, "pressed the power button"),
+                             stopmachine.Transition(stopmachine.GONE, 0.0, "powered down (1 press)")):
+                    log(gc, f"stop: {step}")
+                    if progress is not None:
+                        progress(step)
             _cleanup(gc)
             return 0
 

@@ -496,3 +496,16 @@ def test_a_clean_and_a_forced_stop_in_plain_words(sock_path):
         steps = run(sock_path, guest, grace=0.2)
     assert steps[-2].plain().startswith("sending SIGTERM: still running ")
     assert steps[-1].plain() == "forced off after 0.2 s: did not react to the power button (SIGTERM)"
+
+
+def test_a_guest_gone_before_its_stop_looked_is_logged_as_powered_down(tmp_path):
+    # qemud pressed its button and it powered off at once: the stop finds nothing to stop, and
+    # the guest log still tells the stop (test_boot reads the steps there)
+    log = tmp_path / "g1.log"
+    gc = control.GuestControl("g1", pidfile=str(tmp_path / "g1.pid"), lock=str(tmp_path / "g1.lock"), log=str(log))
+    steps = []
+    assert control.stop(gc, pressed=True, progress=steps.append) == 0
+    assert [s.state for s in steps] == [POWERDOWN, GONE]
+    assert [line.split(": stop: ", 1)[1].split()[0] for line in log.read_text().splitlines()] == ["POWERDOWN", "GONE"]
+    log.unlink()
+    assert control.stop(gc) == 0 and not log.exists()  # a stop of a guest not running says nothing
