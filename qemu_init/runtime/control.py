@@ -324,7 +324,10 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             except ProcessLookupError:  # it ended in between
                 gone = True
         if gone:
-            if pressed:  # it obeyed the caller's press before this stop could look: its log says so
+            # It obeyed the caller's press before this stop could look, and left its pid file
+            # (nobody else's stop cleaned up after it, which would have logged its own steps):
+            # the guest log says how it went.
+            if pressed and kind != proc.ABSENT:
                 for step in (stopmachine.Transition(stopmachine.POWERDOWN, 0.0, "pressed the power button"),
                              stopmachine.Transition(stopmachine.GONE, 0.0, "powered down (1 press)")):
                     log(gc, f"stop: {step}")
