@@ -234,6 +234,7 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
             "cpus": guest.smp or None, "kvm": guest.kvm, "monitor": plan.monitor, "vnc": plan.vnc,
             "stopdelay": guest.stopdelay, "bootdelay": guest.bootdelay, "depends": list(guest.depends),
             "pidfile": plan.pidfile, "qmp": plan.qmp,
+            "onshutdown": guest.onshutdown, "savetime": plan.savetime, "statefile": plan.statefile,
             "nics": [{"index": n.index, "bridge": n.bridge, "model": n.model, "mac": n.mac, "tap": t}
                      for n, t in zip(guest.nics, plan.taps)],
             "drives": [{"kind": d.kind, "index": d.index, "file": d.file} for d in guest.drives],
@@ -248,6 +249,8 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
                 ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
                 ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")],
                 ["boot delay", f"{guest.bootdelay} s"],
+                ["on shutdown", f"save (up to {plan.savetime} s), to {plan.statefile}"
+                 if guest.onshutdown == "save" else "shutdown"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, (t, _) in zip(guest.nics, plan.taps)]
@@ -337,18 +340,23 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
 # to Typer.
 
 @app.command()
-def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
-    """Start a guest through its installed service (the same command line as at boot)."""
-    raise typer.Exit(guestcmds.start(inv(), name))
+def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+          discard_state: bool = typer.Option(False, "--discard-state",
+                                             help="Delete the guest's saved state and boot it afresh.")) -> None:
+    """Start a guest through its installed service (the same command line as at boot); a
+    saved state (ONSHUTDOWN=save, stop --save) is restored: the guest runs on where it was."""
+    raise typer.Exit(guestcmds.start(inv(), name, discard_state))
 
 
 @app.command()
 def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
          timeout: Optional[str] = typer.Option(None, "--timeout", metavar="S", callback=_seconds,
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
-         force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
+         force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals."),
+         save: bool = typer.Option(False, "--save", help="Save the guest's state instead (restored by the next"
+                                   " start); if that fails, shut it down.")) -> None:
     """Shut a guest down cleanly through its service: power button, wait, then force it off."""
-    raise typer.Exit(guestcmds.stop(inv(), name, timeout, force))  # type: ignore[arg-type]
+    raise typer.Exit(guestcmds.stop(inv(), name, timeout, force, save))  # type: ignore[arg-type]
 
 
 @app.command()

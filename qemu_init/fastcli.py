@@ -58,9 +58,10 @@ def _run_state(action: str) -> Command:
 COMMANDS: Dict[Tuple[str, ...], Command] = {
     ("list",): Command(0, {"--json": FLAG}, False, lambda inv, a, o: guestcmds.list_guests(inv, o["--json"])),
     ("status",): Command(1, {"--json": FLAG}, False, lambda inv, a, o: guestcmds.status(inv, a[0], o["--json"])),
-    ("start",): Command(1, {}, False, lambda inv, a, o: guestcmds.start(inv, a[0])),
-    ("stop",): Command(1, {"--timeout": VALUE, "--force": FLAG}, False,
-                       lambda inv, a, o: guestcmds.stop(inv, a[0], o["--timeout"], o["--force"])),
+    ("start",): Command(1, {"--discard-state": FLAG}, False,
+                        lambda inv, a, o: guestcmds.start(inv, a[0], o["--discard-state"])),
+    ("stop",): Command(1, {"--timeout": VALUE, "--force": FLAG, "--save": FLAG}, False,
+                       lambda inv, a, o: guestcmds.stop(inv, a[0], o["--timeout"], o["--force"], o["--save"])),
     ("restart",): Command(1, {}, False, lambda inv, a, o: guestcmds.restart(inv, a[0])),
     ("pause",): _run_state("pause"),
     ("resume",): _run_state("resume"),

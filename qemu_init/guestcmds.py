@@ -58,9 +58,28 @@ def _start(inventory: Inventory, gc, control, bridges: Sequence[str] = ()) -> No
 
 
 def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  # type: ignore[no-untyped-def]
-          force: bool = False) -> None:
+          force: bool = False, save: bool = False) -> None:
     """Stop a guest through its installed service (owner). With --timeout or --force, which its
-    service has no way to pass on, the helper stops it here; its service then records that."""
+    service has no way to pass on, the helper stops it here; its service then records that.
+    By hand a guest shuts down, whatever its ONSHUTDOWN says, unless ``save``: asked of its
+    service's stop through a request file (runtime/savestate.py), removed again afterwards."""
+    import os
+
+    from .runtime import savestate
+    try:
+        asked = savestate.request(gc.statefile, "save" if save else "shutdown") if gc.statefile else ""
+    except OSError as e:
+        raise GuestError(f"{e.filename or gc.statefile}: {e.strerror}: cannot ask its stop to"
+                         f" {'save' if save else 'shut it down'}") from None
+    try:
+        _stop_guest(inventory, gc, control, timeout, force)
+    finally:
+        if asked and os.path.lexists(asked):
+            os.unlink(asked)
+
+
+def _stop_guest(inventory: Inventory, gc, control, timeout: Optional[float],  # type: ignore[no-untyped-def]
+                force: bool) -> None:
     from . import owner
     direct = lambda: control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))  # noqa: E731
     if timeout is None and not force:
@@ -70,15 +89,21 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
     owner.stop(inventory.paths, owner.detect_init(), gc.name)  # nothing left to stop: just the record
 
 
-def start(inventory: Inventory, name: str) -> int:
+def start(inventory: Inventory, name: str, discard_state: bool = False) -> int:
     with _guest(inventory, name) as (gc, control):
+        if discard_state and not inventory.running(gc.name):
+            from .runtime import savestate
+            if savestate.discard(gc.statefile):
+                control.log(gc, f"saved state {gc.statefile} discarded (--discard-state)")
+                echo(f"{gc.name}: saved state discarded")
         _start(inventory, gc, control, inventory.guest(name)[1].bridges)
     return 0
 
 
-def stop(inventory: Inventory, name: str, timeout: Optional[float] = None, force: bool = False) -> int:
+def stop(inventory: Inventory, name: str, timeout: Optional[float] = None, force: bool = False,
+         save: bool = False) -> int:
     with _guest(inventory, name, despite_errors=True) as (gc, control):
-        _stop(inventory, gc, control, timeout, force)
+        _stop(inventory, gc, control, timeout, force, save)
     return 0
 
 
@@ -97,7 +122,8 @@ def status(inventory: Inventory, name: str, as_json: bool = False) -> int:
             guest = state.guest_state(inventory, inventory.registry.get(name),
                                       {n.lower() for n in inventory.registry.autostart()})
             emit_json(guest)
-            return {v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0)
+            codes = {**{v: k for k, v in state.STATES.items()}, state.SAVED: 3}
+            return codes.get(str(guest["state"]), 0)
         with _guest(inventory, name, despite_errors=True) as (gc, control):
             code, line = control.status(gc)
     except ConfigError as exc:

@@ -137,7 +137,7 @@ def press(gc) -> bool:  # type: ignore[no-untyped-def]
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest: every power button first, then the waits, in
     parallel, dependents first (see the module's docstring)."""
-    from .runtime import control, proc
+    from .runtime import control, proc, savestate
 
     # Only a guest with a pid file can be running (its start writes it, its stop removes it):
     # the others' files are not even read, so 300 registered guests of which 20 run cost 20.
@@ -180,7 +180,12 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
 
     def stop_one(key: str, pressed: bool) -> None:
         name, gc = running[key][0], running[key][1]
-        control.stop(gc, progress=lambda step: last.__setitem__(key, step), pressed=pressed)
+        def progress(step) -> None:  # type: ignore[no-untyped-def]
+            last[key] = step
+            if step.state == savestate.SAVE:  # saved, or why not (then it is shut down)
+                say(f"{name}: {step.plain()}")
+
+        control.stop(gc, progress=progress, pressed=pressed)
         owner.record_stopped(inventory.paths, init, name)
 
     pending = set(running)
@@ -204,7 +209,11 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
             batch = ready[:max(0, workers - len(futures))]
             # Every button of the batch first, then the waits: no guest's power-off waits for
             # another guest's stop to get going.
-            pressed = dict(zip(batch, pool_press.map(press, [running[key][1] for key in batch])))
+            # A guest to be saved (ONSHUTDOWN=save) is not pressed: its stop saves its state.
+            # (savestate.stop_mode is not asked: it uses up a request meant for the stop itself)
+            buttons = [key for key in batch if running[key][1].onshutdown != "save"]
+            pressed = dict.fromkeys(batch, False)
+            pressed.update(zip(buttons, pool_press.map(press, [running[key][1] for key in buttons])))
             for key in batch:
                 pending.discard(key)
                 with lock:

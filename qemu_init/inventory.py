@@ -138,7 +138,8 @@ class Inventory:
         paths = self.paths
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
                             log=paths.log(name), hmp=paths.monitor_socket(name), runas=self.host.sysusr,
-                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay))
+                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay),
+                            statefile=paths.statefile(name))
 
     def _recorded_stop(self, name: str) -> Dict[str, object]:
         """The GuestControl fields of guest ``name``'s recorded stop ({} if none is recorded)."""
@@ -214,7 +215,7 @@ class Inventory:
         problems += [p for p in checks.cross_guest(everyone, numbers, self.host, numbers)
                      if p.path in mine or (p.path.endswith(CFG_SUFFIX) and p.path[:-len(CFG_SUFFIX)] + RC_SUFFIX in mine)]
         if init:
-            problems += checks.shutdown_budget(everyone, self.host, init)
+            problems += checks.shutdown_budget(everyone, self.host, init, self.paths.root + "/etc/rc.conf")
         # A key found wrong is said once, for what is wrong with it: the later phases saw its
         # default, not the value in the file.
         own = {p for l in selected for p in l.problems}

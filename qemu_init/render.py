@@ -21,6 +21,7 @@ import jinja2
 from . import __version__, helpercalls, trust
 from .checks import FORCED_STEPS, shutdown_estimate, shutdown_time
 from .cmdline import Plan
+from .cmdline import plan as cmdline_plan
 from .errors import ERROR, ConfigError, RegistryError, RenderError
 from .inventory import Inventory
 from .keys import RC_KEYS
@@ -293,6 +294,8 @@ def _host_sources(site: Site) -> List[Source]:
 def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
     """The guest's service: a script in the init folder, or a systemd unit."""
     guest, plan = info.guest, info.plan
+    if init == "bsd":  # FreeBSD's QEMU takes fewer options (cmdline.name_option)
+        plan = cmdline_plan(guest, info.number, site.host, site.paths, system="freebsd")
     service = guest_service(init, guest.name)
     needs = [bridge_service(init, b) for b in guest.bridges] + [guest_service(init, d) for d in guest.depends]
     title = f"QEMU guest {guest.name}"
@@ -308,7 +311,7 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
         rcvar=f"{service}_enable",
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
         unit_requires=[unit_file(n) for n in needs],
-        forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay),
+        forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay + plan.savetime),
         launch_timeout=math.ceil(LAUNCH_TIMEOUT), start_margin=START_MARGIN, start_timeout=start_timeout(),
     )
     if init == "systemd":

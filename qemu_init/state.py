@@ -16,14 +16,16 @@ from .inventory import Inventory
 from .registry import Entry
 
 # The states every table and --json says: LSB's status codes, with QEMU's own
-# run state for a guest that runs ("paused", "shutting down", "suspended", "crashed …").
+# run state for a guest that runs ("paused", "shutting down", "suspended", "crashed …"), and
+# "saved" for a stopped guest whose saved state waits for its next start (ONSHUTDOWN=save).
 STATES = {0: "running", 1: "dead", 3: "stopped", 4: "unknown"}
+SAVED = "saved"  # LSB 3, as stopped
 
 
 def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str, object]:
     """One guest as `list`, `status` and `qemud status` show it (the --json schema in
     man/qemu-init.8): a guest whose files went bad is looked at through its pid file."""
-    from .runtime import control, proc
+    from .runtime import control, proc, savestate
     from .runtime.status import monitor_text, vnc_text
 
     loaded = inventory.load_entry(entry)
@@ -33,6 +35,8 @@ def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str,
     gc = inventory.bare_control(entry.name) if invalid else inventory.control(entry, guest)
     code, line = control.status(gc)
     state = STATES.get(code, "unknown")
+    if code == 3 and savestate.saved(gc.statefile):
+        state = SAVED
     if code == 0:
         detail = line.split(": ", 1)[-1]
         state = detail.split(" (", 1)[0] or "running"  # QEMU's run state: paused, …
