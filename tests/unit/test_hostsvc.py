@@ -98,7 +98,6 @@ def test_shutdown_estimate_counts_depends_chains():
     assert shutdown_estimate(cyc, 0) == 2 * (5 + FORCED_STEPS)
 
 
-<<<<<<< HEAD
 def test_stop_presses_every_button_before_any_wait(tmp_path, monkeypatch):
     """qemud stop (issue 15): every ready guest's power button first, then the stop machines
     that wait; a guest with running dependents is pressed only once they are gone."""
@@ -148,7 +147,8 @@ def test_stop_reads_only_the_guests_with_a_pid_file(tmp_path, monkeypatch):
     monkeypatch.setattr(inventory, "load_entry", lambda entry: loaded.append(entry.name) or real(entry))
     assert hostsvc.stop(inventory, say=lambda line: None) == 0
     assert stopped == ["a1"] and loaded == ["a1"]
-=======
+
+
 def test_shutdown_estimate_counts_the_time_to_save_a_state():
     """ONSHUTDOWN=save: the save may take its budget and fail at its end, then STOPDELAY."""
     from qemu_init.checks import shutdown_estimate
@@ -156,4 +156,3 @@ def test_shutdown_estimate_counts_the_time_to_save_a_state():
     assert shutdown_estimate([saving], 0) == 26 + 40 + FORCED_STEPS
     # the budget only counts for a guest that saves at shutdown
     assert shutdown_estimate([_stopping("db1", (), 40, "shutdown", 26)], 0) == 40 + FORCED_STEPS
->>>>>>> main
