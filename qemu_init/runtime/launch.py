@@ -34,16 +34,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cont
 if TYPE_CHECKING:
     from typing import BinaryIO, Dict, Optional, Sequence, Tuple
 
-# The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them):
-# the control socket, the monitor socket, the serial console's socket and its log file, the guest
-# agent's socket, then the taps in the order the script lists them.
-QMP_FD = 3
-HMP_FD = 4
-CONSOLE_FD = 5
-CONSOLE_LOG_FD = 6
-AGENT_FD = 7
-TAP_FD = 8
-SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+from .fds import AGENT_FD, CONSOLE_FD, CONSOLE_LOG_FD, HMP_FD, QMP_FD, SANDBOX, TAP_FD  # noqa: F401  (the numbers QEMU's command line names)
 
 
 # -- who QEMU runs as --------------------------------------------------------------------------

@@ -77,7 +77,8 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
         qmp: Callable[[str, float], object], grace: float, force: bool = False,
         timing: Timing = Timing(), report: Optional[Callable[[Transition], None]] = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep, asked: str = "") -> List[Transition]:
+        sleep: Callable[[float], None] = time.sleep, pressed: bool = False,
+        asked: str = "") -> List[Transition]:
     """Stop one guest; returns the transitions, the last one GONE.
 
     ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure (any
@@ -85,9 +86,11 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
     ``force`` skips the power button. ``sleep(seconds)`` may return early: the real one
     (GuestProcess.sleep) does as soon as the process exits, so no stop waits out a poll interval.
-    ``asked``: the guest was already asked to shut down (by its guest agent; the words say so):
-    the power button then follows only at the first resend, as a fallback, within the same grace.
-    Raises GuestError if the process survives SIGKILL.
+    ``pressed``: the power button was pressed just now (``qemud stop`` presses every guest's
+    first, then runs a machine per guest): the first press counts as done, the next comes after
+    ``timing.resend``. ``asked``: the guest was already asked to shut down (by its guest agent;
+    the words say so): the power button then follows only at the first resend, as a fallback,
+    within the same grace. Raises GuestError if the process survives SIGKILL.
     """
     start = clock()
     path: List[Transition] = []
@@ -124,12 +127,12 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
         if asked:
             enter(POWERDOWN, f"{asked} (the power button from {timing.resend:g} s on), waiting up to {grace:g} s")
         else:
-            enter(POWERDOWN, f"pressing the power button, waiting up to {grace:g} s")
-        deadline, next_press, why = start + grace, clock(), f"still running after {grace:g} s"
+            enter(POWERDOWN, f"{'pressed' if pressed else 'pressing'} the power button, waiting up to {grace:g} s")
+        deadline, why = start + grace, f"still running after {grace:g} s"
+        next_press = start + timing.resend if pressed or asked else clock()
         forced = f"forced off after {grace:g} s: did not react to the power button"
-        presses = 0
+        presses = 1 if pressed else 0
         if asked:
-            next_press += timing.resend
             forced = f"forced off after {grace:g} s: did not react to its guest agent or the power button"
         next_report = start + timing.progress
         while alive():

@@ -1,0 +1,15 @@
+"""The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them
+in launch.py): the control socket, the monitor socket, the serial console's socket and log, the
+guest agent's socket, then the taps in the order the script lists them; and the sandbox QEMU runs in.
+
+A module of their own, so that building a guest's command line (every `status`, `stop`) does not
+import launch.py's sockets and select.
+"""
+
+QMP_FD = 3
+HMP_FD = 4
+CONSOLE_FD = 5      # the serial console's socket
+CONSOLE_LOG_FD = 6  # its log file (-add-fd: logfile=/dev/fdset/6)
+AGENT_FD = 7        # the guest agent's socket
+TAP_FD = 8
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
