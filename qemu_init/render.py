@@ -26,7 +26,7 @@ from .inventory import Inventory
 from .keys import RC_KEYS
 from .model import Guest, Host, Source
 from .owner import bridge_service, guest_service
-from .paths import Paths, read_layout
+from .paths import SERVICE_FOLDER, Paths, read_layout
 from .runtime.control import LAUNCH_TIMEOUT
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -144,8 +144,6 @@ def new_cfgfile(name: str, template_path: str) -> str:
 
 INIT_SYSTEMS = ("sysv", "openrc", "bsd", "systemd")
 
-# Where ``install`` puts each init system's services: an attribute of Paths.
-SERVICE_FOLDER = {"sysv": "initdir", "openrc": "initdir", "bsd": "rcddir", "systemd": "unitdir"}
 
 # Seconds systemd waits beyond our own stop sequence before it signals QEMU itself.
 STOP_MARGIN = 10
