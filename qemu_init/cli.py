@@ -464,7 +464,9 @@ def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=comple
             emit_json(guest)
             raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
         with _guest(name, despite_errors=True) as (gc, control):
-            code, line = control.status(gc)
+            from .runtime.status import line as status_line
+            st = control.status(gc)
+            code, line = st.code, status_line(gc.name, st)
     except ConfigError as exc:
         report(exc.problems)
         raise typer.Exit(4)  # LSB: status unknown

@@ -98,9 +98,10 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
     if args.action in ("pause", "resume", "reset"):
         return control.run_state(gc, args.action)
     if args.action == "status":
-        code, line = control.status(gc)
-        print(line)
-        return code
+        from .status import line
+        st = control.status(gc)
+        print(line(gc.name, st))
+        return st.code
     if args.action == "start":
         return control.start(gc)
 

@@ -24,6 +24,7 @@ from fakeqmp import BAD_PEERS, CLOSE, FakeQMP, event, reply, sock_path  # noqa: 
 from qemu_init.errors import GuestError, QMPConnectError
 from qemu_init.runtime import control, stop
 from qemu_init.runtime.qmp import QMP
+from qemu_init.runtime.status import line
 from qemu_init.runtime.stop import GONE, KILL, POWERDOWN, QUIT, TERM
 
 FAST = stop.Timing(resend=0.2, quit_wait=0.3, term_wait=0.3, kill_wait=0.3, qmp_timeout=0.2, poll=0.01)
@@ -333,8 +334,9 @@ def test_control_stop_of_a_fake_qemu(folder):
             return [reply(message)]
 
         with FakeQMP(gc.qmp, handler) as server:
-            code, line = control.status(gc)
-            assert (code, line) == (0, f"fake1: paused (pid {fake.pid})")
+            st = control.status(gc)
+            assert (st.code, st.state, st.pid) == (0, "paused", fake.pid)
+            assert line(gc.name, st) == f"fake1: paused (pid {fake.pid})"
             steps = []
             assert control.stop(gc, progress=steps.append,
                                 timing=stop.Timing(resend=0.2, poll=0.01)) == 0
@@ -345,7 +347,7 @@ def test_control_stop_of_a_fake_qemu(folder):
         with open(gc.log) as f:
             text = f.read()
         assert "stop: POWERDOWN at 0.0 s" in text and "stop: GONE at" in text
-        assert control.status(gc)[0] == 3
+        assert control.status(gc).code == 3
     finally:
         fake.kill()
         fake.wait()
@@ -362,8 +364,8 @@ def test_control_never_signals_a_process_that_is_not_this_guest(folder, argv0, a
     try:
         with open(gc.pidfile, "w") as f:
             f.write(f"{other.pid}\n")
-        code, line = control.status(gc)
-        assert code == 1 and "stale pid file" in line
+        st = control.status(gc)
+        assert (st.code, st.state, st.pid) == (1, "stale", other.pid) and "stale pid file" in line(gc.name, st)
         assert control.stop(gc, timing=FAST) == 0
         time.sleep(0.1)
         assert other.poll() is None, "an unrelated process was signalled"
@@ -375,16 +377,17 @@ def test_control_never_signals_a_process_that_is_not_this_guest(folder, argv0, a
 
 def test_control_status_codes(folder):
     gc = _gc(folder)
-    assert control.status(gc) == (3, "fake1: not running")
+    assert control.status(gc) == (3, "not running", None, "", "", "")
+    assert line(gc.name, control.status(gc)) == "fake1: not running"
     with open(gc.pidfile, "w") as f:
         f.write("junk\n")
-    assert control.status(gc)[0] == 1
+    assert control.status(gc).code == 1
     dead = subprocess.Popen(["true"])
     dead.wait()
     with open(gc.pidfile, "w") as f:
         f.write(f"{dead.pid}\n")
-    code, line = control.status(gc)
-    assert code == 1 and "dead, but pid file" in line
+    st = control.status(gc)
+    assert (st.code, st.state, st.pid) == (1, "dead", dead.pid) and "dead, but pid file" in line(gc.name, st)
 
 
 def test_launch_wait_ends_when_qemu_exits_and_gives_up_at_the_timeout(folder):
