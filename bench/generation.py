@@ -24,14 +24,14 @@ def _breakdown(section: Section, sets) -> None:
     planning every guest (render.site), then rendering the four init systems. Uses qemu_init's
     internal API: skipped with a note if that changed."""
     try:
-        from qemu_init import render
+        from qemu_init import render, sites
         from qemu_init.inventory import Inventory
         from qemu_init.paths import host_paths
         phases = {}
         for n in (1000, 2000):
             inventory = Inventory(host_paths(str(sets[n].root)))
             began = time.perf_counter()
-            site = render.site(inventory)
+            site = sites.site(inventory)
             loaded = time.perf_counter()
             for init in render.INIT_SYSTEMS:
                 render.render_site(site, init)

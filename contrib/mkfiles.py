@@ -111,12 +111,12 @@ def qemud(init: str, kind: str, prefix: str, suffix: str, appdir: str, bindir: s
     guests, and the commands where this installation puts them. `generate` itself would render
     the build machine's registered guests into it and name the build machine's interpreter.
     `qemu-init install` rewrites the script once guests are registered."""
-    from qemu_init import render
+    from qemu_init import render, sites
     from qemu_init.config import default_host
     from qemu_init.paths import Layout, Paths
 
     paths = Paths.for_layout(Layout(kind=kind, prefix=prefix, suffix=suffix, appdir=appdir), platform=platform or None)
-    site = render.Site(paths=paths, host=default_host(), guests=(), helper=(os.path.join(bindir, "qemu-init-helper"),),
+    site = sites.Site(paths=paths, host=default_host(), guests=(), helper=(os.path.join(bindir, "qemu-init-helper"),),
                        command=(os.path.join(bindir, "qemu-init"),))
     (item,) = render.qemud_files(site, init)
     write(out, item.text)

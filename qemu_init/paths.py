@@ -135,6 +135,7 @@ def detect_init(platform: Optional[str] = None) -> str:
 
 # Where ``install`` puts each init system's services: an attribute of Paths.
 SERVICE_FOLDER = {"sysv": "initdir", "openrc": "initdir", "bsd": "rcddir", "systemd": "unitdir"}
+INIT_SYSTEMS = tuple(SERVICE_FOLDER)
 LAYOUTS = ("fhs", "appdir")
 
 

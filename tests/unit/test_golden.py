@@ -29,7 +29,7 @@ from typing import Dict, List
 
 import pytest
 
-from qemu_init import render
+from qemu_init import quoting, render, sites
 from qemu_init.cmdline import plan
 from qemu_init.config import load_guest, load_host
 from qemu_init.errors import ERROR
@@ -92,7 +92,7 @@ def stable(path: str, case: Path) -> str:
     return f"{ROOT}/guests/{case.name}/{path[len(prefix):]}" if path.startswith(prefix) else path
 
 
-def golden_site(case: Path) -> render.Site:
+def golden_site(case: Path) -> sites.Site:
     case = inputs(case)
     paths = Paths.for_layout(Layout(), ROOT)
     conf = case / "qemu-init.conf"
@@ -110,9 +110,9 @@ def golden_site(case: Path) -> render.Site:
             guest, folder=stable(guest.folder + os.sep, case).rstrip("/"), rcfile=moved(guest.rcfile),
             cfgfile=moved(guest.cfgfile) if guest.cfgfile else None,
             drives=tuple(dataclasses.replace(d, file=stable(d.file, case)) for d in guest.drives))
-        infos.append(render.GuestInfo(number, guest, plan(guest, number, host, paths)))
-    host_source = render.file_source(str(conf))
-    return render.Site(paths=paths, host=host, guests=tuple(infos), helper=HELPER, command=COMMAND,
+        infos.append(sites.GuestInfo(number, guest, plan(guest, number, host, paths)))
+    host_source = sites.file_source(str(conf))
+    return sites.Site(paths=paths, host=host, guests=tuple(infos), helper=HELPER, command=COMMAND,
                        host_source=Source(paths.host_conf, host_source.sha256) if host_source else None)
 
 
@@ -129,7 +129,7 @@ def expected_outputs(case: Path) -> Dict[str, str]:
 def argv_text(argv) -> str:
     """The QEMU command line as a golden file holds it: the program, then one option with its
     value a line (as Proxmox's cfg2cmd tests), each word quoted as sh would need it."""
-    return "".join(render.shjoin(words) + "\n" for words in helperargs.argv_lines(argv))
+    return "".join(quoting.shjoin(words) + "\n" for words in helperargs.argv_lines(argv))
 
 
 def stored_outputs(case: Path) -> Dict[str, Path]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qemu_init import helpercalls, install, render
+from qemu_init import helpercalls, install, quoting, render
 from qemu_init.inventory import Inventory
 from qemu_init.paths import Layout, Paths
 from qemu_init.runtime import control, helper, helperargs
@@ -107,7 +107,7 @@ def test_an_option_added_to_the_table_reaches_all_four_init_systems_and_the_pars
         found = re.findall(r"^\s*--colour (.*?)(?: \\)?$", text, re.M)
         calls = 2 if init == "systemd" else 3  # a unit has no status verb: ExecStart, ExecStop
         assert len(found) == calls, (init, found)
-        assert all(render.unit(web1.guest.desc) in f or render.sh(web1.guest.desc) in f for f in found)
+        assert all(quoting.unit(web1.guest.desc) in f or quoting.sh(web1.guest.desc) in f for f in found)
     parser = helper._parser("status")
     args = parser.parse_args(["status", "vm1", "--pidfile", "P", "--qmp", "S", "--runas", "u", "--colour", "red"])
     assert args.desc == "red"

@@ -176,7 +176,7 @@ def test_install_warns_when_the_scripts_would_call_into_a_development_tree(tmp_p
     (vms / "a1-qemud.rc").write_text(RC.format(name="a1", bridge="none", extra=""))
     assert qi(root, "register", str(vms)).returncode == 0
     proc = qi(root, "install", "--init", "sysv")
-    tree = install.development_tree(install.render.helper_command())
+    tree = install.development_tree(install.sites.helper_command())
     repo = str(Path(__file__).resolve().parents[2])
     if tree is None:  # the tests run from an installed copy, not from the clone
         assert "development tree" not in proc.stderr
