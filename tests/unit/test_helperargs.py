@@ -4,11 +4,11 @@ systems, the helper's parser, GuestControl and the install record all follow tha
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+import inprocess
 
 from qemu_init import helpercalls, install, quoting, render
 from qemu_init.inventory import Inventory
@@ -132,8 +132,7 @@ def test_a_guest_whose_files_went_bad_is_stopped_as_its_installed_script_says(tm
     vms.mkdir()
     rc = vms / "odd1-qemud.rc"
     rc.write_text(RC.format(name="odd1", extra="STOPDELAY=77\nRUNAS=root\nBRIDGE=br9\n"))
-    done = subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), "register", str(vms)],
-                          capture_output=True, text=True)
+    done = inprocess.run(["--root", str(root), "register", str(vms)])
     assert done.returncode == 0, done.stderr
     inventory = Inventory(Paths.for_layout(Layout(), str(root)))
     before = inventory.bare_control("odd1")  # nothing installed yet: the defaults

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import inprocess
 
 from qemu_init import install
 from qemu_init.errors import ConfigError, RenderError
@@ -20,8 +21,7 @@ RC = "NAME={name}\nTGTARCH=qemu-system-x86_64\nKVM=no\nBRIDGE={bridge}\n{extra}"
 
 
 def qi(root, *args):
-    return subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=60)
+    return inprocess.run(["--root", str(root), *args])  # qemu-init, in this process
 
 
 @pytest.fixture
