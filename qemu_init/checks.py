@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import pwd
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .cmdline import Plan, image_format_by_name, vnc_display
 from .errors import WARNING, Problem
@@ -205,14 +205,66 @@ def shutdown_estimate(guests: Sequence[Guest], parallel: int) -> int:
     return max([packed] + [chain(k) for k in by_name])
 
 
-def shutdown_budget(guests: Sequence[Guest], host: Host, init: str) -> List[Problem]:
+def rc_conf_timeout(path: str) -> Optional[int]:
+    """``rcshutdown_timeout`` as FreeBSD's rc.conf at ``path`` sets it (the last plain
+    assignment wins, as when rc.shutdown sources it); None when it does not."""
+    import re
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError:
+        return None
+    found = re.findall(r"""^[ \t]*rcshutdown_timeout=(["']?)(\d+)\1[ \t]*(?:#.*)?$""", text, re.M)
+    return int(found[-1][1]) if found else None
+
+
+def stop_chain(guests: Sequence[Guest]) -> Tuple[List[str], int]:
+    """The DEPENDS chain that takes longest to stop, in stopping order (each guest only after the
+    ones that depend on it), and its worst-case seconds: those add up, whatever PARALLEL is."""
+    by_name = {g.name.lower(): g for g in guests}
+    best: Dict[str, Tuple[int, List[str]]] = {}
+
+    def longest(key: str, path: Tuple[str, ...] = ()) -> Tuple[int, List[str]]:
+        """The longest way down from ``key`` to a guest it depends on (itself stopping first)."""
+        if key not in best:
+            own = by_name[key].stopdelay + FORCED_STEPS
+            below = [longest(d.lower(), path + (key,)) for d in by_name[key].depends
+                     if d.lower() in by_name and d.lower() not in path]  # cycles: cut
+            seconds, rest = max(below, key=lambda b: b[0], default=(0, []))
+            best[key] = (own + seconds, [by_name[key].name] + rest)
+        return best[key]
+
+    seconds, chain = max((longest(k) for k in by_name), key=lambda b: b[0], default=(0, []))
+    return chain, seconds
+
+
+def shutdown_budget(guests: Sequence[Guest], host: Host, init: str, rc_conf: str = "/etc/rc.conf"
+                    ) -> List[Problem]:
+    """Warnings when stopping every guest at host shutdown can outlast what the init system
+    gives: the guests packed into PARALLEL slots, and the longest DEPENDS chain (on FreeBSD,
+    ``rc_conf`` may raise rc.shutdown's 90 s: rcshutdown_timeout)."""
     budget, why = SHUTDOWN_BUDGETS.get(init, (None, ""))
     if budget is None or not guests:
         return []
-    worst = shutdown_estimate(guests, host.parallel)
-    if worst <= budget:
-        return []
-    parallel = f"PARALLEL={host.parallel}" if host.parallel else "all guests at once"
-    return [Problem(host.path or "qemu-init.conf", None, "PARALLEL",
-                    f"stopping {len(guests)} guests ({parallel}) can take {worst} s, but {why}",
-                    WARNING)]
+    fix = ""
+    if init == "bsd":
+        set_there = rc_conf_timeout(rc_conf)
+        if set_there is not None:
+            budget, why = set_there, f"rcshutdown_timeout in {rc_conf} gives {set_there} s"
+    problems = []
+    packed = shutdown_time([g.stopdelay for g in guests], host.parallel)
+    if packed > budget:
+        if init == "bsd":
+            fix = f" (raise PARALLEL, or set rcshutdown_timeout=\"{packed + 10}\" in {rc_conf})"
+        parallel = f"PARALLEL={host.parallel}" if host.parallel else "all guests at once"
+        problems.append(Problem(host.path or "qemu-init.conf", None, "PARALLEL",
+                                f"stopping {len(guests)} guests ({parallel}) can take {packed} s, but {why}{fix}",
+                                WARNING))
+    chain, seconds = stop_chain(guests)
+    if len(chain) > 1 and seconds > budget:
+        fix = f": set rcshutdown_timeout=\"{seconds + 10}\" in {rc_conf}" if init == "bsd" else ""
+        first = next(g for g in guests if g.name == chain[0])
+        problems.append(Problem(*_at(first, "DEPENDS"), "DEPENDS",
+                                f"stopping the DEPENDS chain {' -> '.join(chain)} one after another can take"
+                                f" {seconds} s, but {why}{fix}", WARNING))
+    return problems

@@ -76,13 +76,25 @@ def _monitor(guest: Guest, host: Host, number: int, paths: Paths) -> Tuple[List[
     return ["-monitor", f"tcp:{address}:{port},server=on,wait=off"], f"{address}:{port}", "", port
 
 
-def plan(guest: Guest, number: int, host: Host, paths: Paths) -> Plan:
+def name_option(name: str, system: str) -> str:
+    """``-name``'s value. ``process=`` (the name ps and top show) only on Linux: elsewhere QEMU
+    exits with "Change of process name not supported by your OS" (it needs prctl PR_SET_NAME)."""
+    return f"{name},process=qemu-{name.lower()}" if system == "linux" else name
+
+
+def plan(guest: Guest, number: int, host: Host, paths: Paths, system: Optional[str] = None) -> Plan:
     """QEMU's command line as the helper runs it (runtime/launch.py): no -daemonize, -pidfile,
-    -runas or tap scripts, which the seccomp sandbox forbids; the helper does those itself."""
+    -runas or tap scripts, which the seccomp sandbox forbids; the helper does those itself.
+    ``system`` (``linux``, ``freebsd``) is where it runs; by default the one we run on."""
     name = guest.name
     qmp = paths.qmp(name)
-    argv: List[str] = [guest.tgtarch, "-name", f"{name},process=qemu-{name.lower()}",
-                       "-sandbox", SANDBOX, *_chardev("qmp", QMP_FD, "control")]
+    if system is None:
+        from .runtime import platform
+        system = platform.name()
+    argv: List[str] = [guest.tgtarch, "-name", name_option(name, system)]
+    if system == "linux":  # seccomp is Linux's: elsewhere QEMU says "-sandbox support is not enabled"
+        argv += ["-sandbox", SANDBOX]
+    argv += _chardev("qmp", QMP_FD, "control")
     monitor, monitor_address, hmp, port = _monitor(guest, host, number, paths)
     argv += monitor
     display = vnc_display(guest, host, number)

@@ -211,7 +211,7 @@ class Inventory:
         problems += [p for p in checks.cross_guest(everyone, numbers, self.host, numbers)
                      if p.path in mine or (p.path.endswith(CFG_SUFFIX) and p.path[:-len(CFG_SUFFIX)] + RC_SUFFIX in mine)]
         if init:
-            problems += checks.shutdown_budget(everyone, self.host, init)
+            problems += checks.shutdown_budget(everyone, self.host, init, self.paths.root + "/etc/rc.conf")
         # A key found wrong is said once, for what is wrong with it: the later phases saw its
         # default, not the value in the file.
         own = {p for l in selected for p in l.problems}

@@ -17,6 +17,7 @@ import jinja2
 
 from . import __version__, helpercalls, trust
 from .checks import FORCED_STEPS, shutdown_estimate, shutdown_time
+from .cmdline import plan as cmdline_plan
 from .errors import RenderError
 from .keys import RC_KEYS
 from .model import Source
@@ -106,6 +107,8 @@ def _host_sources(site: Site) -> List[Source]:
 def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
     """The guest's service: a script in the init folder, or a systemd unit."""
     guest, plan = info.guest, info.plan
+    if init == "bsd":  # FreeBSD's QEMU takes fewer options (cmdline.name_option)
+        plan = cmdline_plan(guest, info.number, site.host, site.paths, system="freebsd")
     service = guest_service(init, guest.name)
     needs = [bridge_service(init, b) for b in guest.bridges] + [guest_service(init, d) for d in guest.depends]
     title = f"QEMU guest {guest.name}"

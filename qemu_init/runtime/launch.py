@@ -8,13 +8,14 @@ of SIGSYS or fails). The helper therefore, as root:
 - binds the QMP control socket and the human monitor socket (0600, root's, in RUNDIR) and hands
   them to QEMU as inherited descriptors at fixed numbers (``-chardev socket,fd=3,…``): a local
   user cannot connect, and QEMU itself needs no write access to RUNDIR;
-- creates each tap by opening ``/dev/net/tun`` itself, attaches it to its bridge and hands QEMU
-  the open tap (``-netdev tap,fd=N``): QEMU needs no access to ``/dev/net/tun``, runs no script,
-  and the kernel deletes the tap the moment QEMU, its last holder, is gone;
+- creates each tap itself (Linux: ``/dev/net/tun``; FreeBSD: ``ifconfig tap create`` and its
+  ``/dev/tapN``), attaches it to its bridge and hands QEMU the open tap (``-netdev tap,fd=N``):
+  QEMU needs no access to the tap devices and runs no script; on Linux the kernel deletes the
+  tap the moment QEMU, its last holder, is gone, on FreeBSD the stop does;
 - starts QEMU in a session of its own, as RUNAS (groups, gid, uid), output to the guest's log,
   writes the pid file (root's) itself and returns once QEMU answers on QMP.
 
-Linux only (``ip``, ``/sys/class/net``); the scripts' command line says the rest.
+What differs between Linux and FreeBSD is in platform/; the scripts' command line says the rest.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import socket
 import time
 
 from ..errors import GuestError
+from . import platform
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
@@ -85,74 +87,21 @@ def listen_unix(path: str) -> socket.socket:
 
 
 # -- taps --------------------------------------------------------------------------------------
+# Made the system's way (platform/: /dev/net/tun and ip on Linux, ifconfig and /dev/tapN on
+# FreeBSD), handed to QEMU at TAP_FD onwards.
 
-def _ip_batch(commands: Sequence[str]) -> str:
-    """Run ``ip -batch -``; returns what it said on failure, "" on success."""
-    import subprocess
-    try:
-        done = subprocess.run(["ip", "-batch", "-"], input="\n".join(commands) + "\n", text=True,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-    except OSError as e:
-        return f"ip: {e.strerror}"
-    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["ip failed"])[-1]
+def open_taps(taps: Sequence[Tuple[str, str]]) -> Dict[int, int]:
+    """Each (tap, bridge) made, attached and up; {descriptor number for QEMU: open fd}; all or none."""
+    return platform.current().open_taps(taps, TAP_FD)  # type: ignore[no-any-return]
 
 
 def tap_exists(tap: str) -> bool:
-    return "/" not in tap and os.path.exists(f"/sys/class/net/{tap}")
-
-
-_TUNSETIFF = 0x400454CA
-_IFF_TAP, _IFF_NO_PI, _IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
-
-
-def _open_tap(tap: str) -> int:
-    """A new tap ``tap``, open: it lives as long as a descriptor of it does."""
-    import fcntl
-    import struct
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        # struct ifreq: the name, then the flags (virtio-net's offloads want the vnet header)
-        fcntl.ioctl(fd, _TUNSETIFF, struct.pack("16sH22x", tap.encode(), _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR))
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def open_taps(taps: Sequence[Tuple[str, str]]) -> Dict[int, int]:
-    """Each (tap, bridge): the tap made, with its bridge's MTU (a smaller one would lower the
-    bridge's for every guest), attached and up. Returns {descriptor number for QEMU: open fd};
-    all or none."""
-    fds: Dict[int, int] = {}
-    commands = []
-    try:
-        for index, (tap, bridge) in enumerate(taps):
-            if not os.path.isdir(f"/sys/class/net/{bridge}/bridge"):
-                raise GuestError(f"bridge {bridge} does not exist; start the service qemu-bridge-{bridge} first")
-            with open(f"/sys/class/net/{bridge}/mtu") as f:
-                mtu = f.read().strip()
-            try:
-                fds[TAP_FD + index] = _open_tap(tap)
-            except OSError as e:
-                raise GuestError(f"cannot create tap {tap}: {e.strerror}") from None
-            commands.append(f"link set dev {tap} mtu {mtu} master {bridge} up")
-        failed = _ip_batch(commands) if commands else ""
-        if failed:
-            raise GuestError(f"cannot attach {', '.join(t for t, _ in taps)} to their bridges: {failed}")
-    except BaseException:
-        for fd in fds.values():
-            os.close(fd)
-        raise
-    return fds
+    return platform.current().tap_exists(tap)  # type: ignore[no-any-return]
 
 
 def delete_taps(taps: Sequence[str]) -> Sequence[str]:
-    """Delete those of ``taps`` still there (made persistent by hand, or by an older qemu-init);
-    returns the ones deleted."""
-    left = [tap for tap in taps if tap_exists(tap)]
-    if left:
-        _ip_batch([f"link delete dev {tap}" for tap in left])
-    return [tap for tap in left if not tap_exists(tap)]
+    """Delete those of ``taps`` still there; returns the ones deleted."""
+    return platform.current().delete_taps(taps)  # type: ignore[no-any-return]
 
 
 # -- QEMU itself -------------------------------------------------------------------------------

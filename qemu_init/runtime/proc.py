@@ -2,11 +2,12 @@
 
 A pid file can outlive its QEMU (SIGKILL, host crash, a guest that powered itself off) and its
 pid can be reused by anything, also by another user's process made to look like the guest. So a
-pid counts as guest NAME only if ``/proc/<pid>/cmdline`` is a QEMU (argv[0] basename starts with
-``qemu``) whose ``-name`` is NAME, and it runs as the guest's user or root (every uid in
-``/proc/<pid>/status``): nobody else can make such a process. The pid file itself is root's.
-Without a ``/proc`` to ask, nothing can be told: OSError, which callers report as LSB 4
-("unknown") and act on by touching nothing.
+pid counts as guest NAME only if its command line is a QEMU (argv[0] basename starts with
+``qemu``) whose ``-name`` is NAME, and it runs as the guest's user or root (every uid it has):
+nobody else can make such a process. The pid file itself is root's. The system is asked through
+platform/ (``/proc`` on Linux, ``ps`` on FreeBSD); when it cannot tell (no ``/proc``, no ``ps``,
+``ps`` failing), OSError, which callers report as LSB 4 ("unknown") and act on by touching
+nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 import select
 import time
+
+from . import platform
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
@@ -40,33 +43,16 @@ def read_pidfile(path: str) -> Optional[int]:
     return int(text)
 
 
-def _read_proc(pid: int, entry: str) -> Optional[bytes]:
-    if not os.path.isdir("/proc/self"):
-        raise FileNotFoundError(2, "no /proc to tell running processes by", "/proc")
-    try:
-        with open(f"/proc/{pid}/{entry}", "rb") as f:
-            return f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-
-
 def running(pid: int) -> bool:
     """True if ``pid`` exists and is not a zombie (a killed QEMU whose parent has not reaped it
-    yet is gone for our purposes)."""
-    stat = _read_proc(pid, "stat")
-    if stat is None:
-        return False
-    # "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ")".
-    state = stat.rpartition(b")")[2].split()[:1]
-    return state not in ([b"Z"], [b"X"], [])
+    yet is gone for our purposes). OSError when this system cannot tell (platform/)."""
+    return platform.current().process(pid) is not None
 
 
 def cmdline(pid: int) -> Optional[List[str]]:
-    """argv of ``pid``; None if it does not exist; PermissionError propagates."""
-    raw = _read_proc(pid, "cmdline")
-    if raw is None:
-        return None
-    return [os.fsdecode(a) for a in raw.split(b"\0")[:-1]] if raw else []
+    """argv of ``pid``; None if it does not exist; OSError propagates."""
+    found = platform.current().process(pid)
+    return None if found is None else found[0]
 
 
 def _first_field(value: str) -> str:
@@ -111,25 +97,21 @@ def uid_of(user: str) -> Optional[int]:
 
 
 def uids(pid: int) -> Optional[List[int]]:
-    """The real, effective, saved and file-system uid of ``pid``; None if it does not exist."""
-    raw = _read_proc(pid, "status")
-    if raw is None:
-        return None
-    for line in raw.splitlines():
-        if line.startswith(b"Uid:"):
-            return [int(u) for u in line.split()[1:]]
-    return None
+    """The uids of ``pid`` (real, effective, saved, …); None if it does not exist."""
+    found = platform.current().process(pid)
+    return None if found is None else found[1]
 
 
 def is_guest(pid: int, name: str, users: Sequence[int]) -> bool:
     """True only if ``pid`` runs, is QEMU for guest ``name`` and runs as one of ``users``."""
-    if not running(pid):
+    return _matches(platform.current().process(pid), name, users)
+
+
+def _matches(found: Optional[Tuple[List[str], List[int]]], name: str, users: Sequence[int]) -> bool:
+    """One look at a process (argv and uids of the same moment): is it guest ``name``?"""
+    if found is None or guest_name(found[0]) != name:
         return False
-    argv = cmdline(pid)
-    if argv is None or guest_name(argv) != name:
-        return False
-    ids = uids(pid)
-    return bool(ids) and all(uid in users for uid in ids)  # type: ignore[union-attr]
+    return bool(found[1]) and all(uid in users for uid in found[1])
 
 
 def probe(pidfile: str, name: str, users: Sequence[int]) -> Tuple[str, Optional[int]]:
@@ -140,9 +122,10 @@ def probe(pidfile: str, name: str, users: Sequence[int]) -> Tuple[str, Optional[
         return BADFILE, None
     if pid is None:
         return ABSENT, None
-    if not running(pid):
+    found = platform.current().process(pid)  # once: on FreeBSD each look runs ps
+    if found is None:
         return DEAD, pid
-    return (GUEST if is_guest(pid, name, users) else FOREIGN), pid
+    return (GUEST if _matches(found, name, users) else FOREIGN), pid
 
 
 class GuestProcess:
@@ -157,11 +140,7 @@ class GuestProcess:
         self.pid = pid
         self.name = name
         self.users = users
-        self._fd: Optional[int] = None
-        try:
-            self._fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            pass
+        self._fd: Optional[int] = platform.current().pidfd(pid)
         if not is_guest(pid, name, users):
             self.close()
             raise ProcessLookupError(f"pid {pid} is not guest {name}")

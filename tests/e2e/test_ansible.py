@@ -2,11 +2,19 @@
 
 Three hosts, each a private copy of a boot test root (tests/guestkit/build-root.sh) booted with its
 init system as PID 1 under ``systemd-nspawn -b`` and its own hostname: alpha runs systemd, beta
-OpenRC (on sysvinit, as Debian runs it), gamma sysvinit. Ansible (PyPI, its own cached venv: tests/guestkit/ansible.py) reaches them with the
-connection ``community.docker.nsenter`` into each container's PID 1, never the host's.
+OpenRC (on sysvinit, as Debian runs it), gamma sysvinit. Ansible (PyPI, its own cached venv:
+tests/guestkit/ansible.py) reaches alpha and beta with the connection ``community.docker.nsenter``
+into each container's PID 1, never the host's, and gamma over plain SSH:
+
+- gamma's root is the sysv root plus openssh-server and make (tests/guestkit/layer.py, cached);
+- it boots in a network namespace the test made (``--network-namespace-path``), the other end of
+  its veth in a second one, where ansible-playbook runs (``ip netns exec``): 192.0.2.17 is
+  reachable there alone, never from the host's network;
+- the test makes the client's key pair and gamma's host keys; ssh checks the host key.
 
 The collection's own example playbook (playbooks/site.yml: the host role, then the guests one host
-at a time) runs with the project's Debian package, in phases:
+at a time) runs in phases; alpha and beta get the project's Debian package, gamma a copy of the
+source tree installed by the role with ``make install`` (PREFIX=/usr/local, INITSYS=sysv):
 
 1. the first run sets up both hosts and starts their guests;
 2. a second run changes nothing; a check-mode run after editing one guest's RAM reports that guest
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -32,16 +41,19 @@ from typing import Dict, List
 
 import pytest
 
-from guestkit import short_tempdir
+from guestkit import Netns, short_tempdir
 from guestkit.ansible import ansible_venv
-from guestkit.boot import Machine, build_package
+from guestkit.boot import Machine, build_package, copy_tree
+from guestkit.layer import layered_root
 
 pytestmark = [
     pytest.mark.qemu, pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, namespaces)"),
     pytest.mark.skipif(not (shutil.which("systemd-nspawn") and shutil.which("mmdebstrap")
-                            and shutil.which("dpkg-buildpackage") and shutil.which("nsenter")),
-                       reason="needs systemd-container, mmdebstrap, dpkg-dev and util-linux (.ci/install-deps)"),
+                            and shutil.which("dpkg-buildpackage") and shutil.which("nsenter")
+                            and shutil.which("ssh") and shutil.which("ssh-keygen")),
+                       reason="needs systemd-container, mmdebstrap, dpkg-dev, util-linux and openssh-client"
+                              " (.ci/install-deps)"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +65,12 @@ GUESTS = {host: [f"{host[0]}1", f"{host[0]}2", f"{host[0]}3"] for host in HOSTS}
 EDITED = "a1"  # the guest whose RAM the later phases edit
 SCRIPT = {"systemd": "/etc/systemd/system/qemu-{}.service", "openrc": "/etc/init.d/qemu-{}",
           "sysv": "/etc/init.d/qemu-{}"}
+SSH_HOST = "gamma"  # on plain SSH, qemu-init installed from source
+SSH_ADDRESS, CONTROLLER_ADDRESS = "192.0.2.17", "192.0.2.1"  # TEST-NET-1, inside the test's namespaces
+SSH_PACKAGES = ("openssh-server", "make")  # SSH_HOST's root: the sysv root plus these
+SOURCE = "/usr/local/src/qemu-init"  # the copy of the source tree on SSH_HOST
+# Where qemu-init keeps its registry and host settings: the package's /etc, make install's PREFIX/etc.
+ETCDIR = {host: "/usr/local/etc/qemu-init" if host == SSH_HOST else "/etc/qemu-init" for host in HOSTS}
 
 
 def guest_vars(name: str, ram: str = "64M") -> Dict:
@@ -61,13 +79,20 @@ def guest_vars(name: str, ram: str = "64M") -> Dict:
                    "RAM": ram, "STOPDELAY": 1, "DESC": f"guest {name} of the Ansible test"}}
 
 
-def inventory(machines: Dict[str, Machine], deb: Path, ram: str = "64M") -> Dict:
+def inventory(machines: Dict[str, Machine], deb: Path, workdir: Path, ram: str = "64M") -> Dict:
     """The inventory (YAML's JSON form): EDITED has ``ram``, every other guest 64M."""
     hosts = {}
     for host, machine in machines.items():
-        hosts[host] = {"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": machine.pid1,
-                       "ansible_python_interpreter": "/usr/bin/python3",
-                       "qemu_init_guests": [guest_vars(n, ram if n == EDITED else "64M") for n in GUESTS[host]]}
+        if host == SSH_HOST:
+            hosts[host] = {"ansible_connection": "ssh", "ansible_host": SSH_ADDRESS, "ansible_user": "root",
+                           "ansible_ssh_private_key_file": str(workdir / "id_ed25519"),
+                           "ansible_ssh_common_args": f"-o UserKnownHostsFile={workdir / 'known_hosts'} "
+                                                      "-o StrictHostKeyChecking=yes",
+                           "host_qemu_init_deb": "", "host_qemu_init_src": SOURCE}
+        else:
+            hosts[host] = {"ansible_connection": "community.docker.nsenter", "ansible_nsenter_pid": machine.pid1}
+        hosts[host].update({"ansible_python_interpreter": "/usr/bin/python3",
+                            "qemu_init_guests": [guest_vars(n, ram if n == EDITED else "64M") for n in GUESTS[host]]})
     return {"qemu_hosts": {"hosts": hosts, "vars": {"host_qemu_init_deb": str(deb),
                                                     "host_qemu_init_settings": {"MINSTOPDELAY": 1}}}}
 
@@ -75,24 +100,26 @@ def inventory(machines: Dict[str, Machine], deb: Path, ram: str = "64M") -> Dict
 class Fleet:
     """The hosts and a way to run the playbook against them."""
 
-    def __init__(self, workdir: Path, machines: Dict[str, Machine], deb: Path, bin_dir: Path):
+    def __init__(self, workdir: Path, machines: Dict[str, Machine], deb: Path, bin_dir: Path, controller: Netns):
         self.workdir, self.machines, self.deb, self.bin = workdir, machines, deb, bin_dir
+        self.controller = controller  # the network namespace Ansible runs in (SSH_HOST's veth)
         self.made = time.monotonic()
         collections = workdir / "collections/ansible_collections/qemu_init"
         collections.mkdir(parents=True)
         (collections / "qemu_init").symlink_to(COLLECTION)
         self.env = {"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(workdir), "LANG": "C.UTF-8",
                     "ANSIBLE_COLLECTIONS_PATH": str(workdir / "collections"),
-                    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_HOST_KEY_CHECKING": "False",
+                    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_HOST_KEY_CHECKING": "True",
                     "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"), "ANSIBLE_NOCOLOR": "1",
                     "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3", "ANSIBLE_FORKS": "5", "ANSIBLE_PIPELINING": "1"}
 
     def play(self, *args: str, ram: str = "64M") -> Dict:
         """Run the example playbook; returns its JSON report with ``rc`` and ``took`` added."""
         inv = self.workdir / "inventory.json"
-        inv.write_text(json.dumps(inventory(self.machines, self.deb, ram)))
+        inv.write_text(json.dumps(inventory(self.machines, self.deb, self.workdir, ram)))
         started = time.monotonic()
-        proc = subprocess.run([str(self.bin / "ansible-playbook"), "-i", str(inv), str(PLAYBOOK), *args],
+        proc = subprocess.run(self.controller.argv([str(self.bin / "ansible-playbook"), "-i", str(inv), str(PLAYBOOK),
+                                                    *args]),
                               capture_output=True, text=True, env=self.env, timeout=300, stdin=subprocess.DEVNULL)
         try:
             report = json.loads(proc.stdout)
@@ -105,8 +132,8 @@ class Fleet:
 
     def adhoc(self, host: str, module: str, args: str) -> subprocess.CompletedProcess:
         """``ansible HOST -m MODULE -a ARGS`` with the same inventory."""
-        return subprocess.run([str(self.bin / "ansible"), "-i", str(self.workdir / "inventory.json"), host,
-                               "-m", module, "-a", args], capture_output=True, text=True,
+        argv = [str(self.bin / "ansible"), "-i", str(self.workdir / "inventory.json"), host, "-m", module, "-a", args]
+        return subprocess.run(self.controller.argv(argv), capture_output=True, text=True,
                               env={**self.env, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"},
                               timeout=120, stdin=subprocess.DEVNULL)
 
@@ -121,7 +148,8 @@ class Fleet:
         """Each guest's rc-file, cfg-file and script: (text, inode, mtime) - what "as it was" means."""
         machine = self.machines[host]
         found = {}
-        paths = ["etc/qemu-init/registered", "etc/qemu-init/autostart"]
+        etc = ETCDIR[host].lstrip("/")
+        paths = [f"{etc}/registered", f"{etc}/autostart"]
         for name in GUESTS[host]:
             paths += [f"srv/vms/{name}/{name}-qemud.rc", f"srv/vms/{name}/{name}-qemu.cfg",
                       SCRIPT[machine.init].format(name).lstrip("/")]
@@ -179,25 +207,56 @@ def _boot(machine: Machine) -> Machine:
     return machine
 
 
+def _setup_ssh_host(machine: Machine, workdir: Path, controller: Netns, inside: Netns) -> None:
+    """SSH_HOST before it boots: its veth, its host keys, the client's key, the source tree."""
+    controller.run(["ip", "link", "add", "qi-ssh0", "type", "veth", "peer", "name", "host0", "netns", inside.name])
+    controller.run(["ip", "address", "add", f"{CONTROLLER_ADDRESS}/24", "dev", "qi-ssh0"])
+    controller.run(["ip", "link", "set", "qi-ssh0", "up"])
+    inside.run(["ip", "address", "add", f"{SSH_ADDRESS}/24", "dev", "host0"])
+    inside.run(["ip", "link", "set", "host0", "up"])
+    subprocess.run(["ssh-keygen", "-q", "-A", "-f", str(machine.root)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "qi-ansible-test",
+                    "-f", str(workdir / "id_ed25519")], check=True)
+    dot_ssh = machine.root / "root/.ssh"
+    dot_ssh.mkdir(mode=0o700, exist_ok=True)
+    (dot_ssh / "authorized_keys").write_text((workdir / "id_ed25519.pub").read_text())
+    (dot_ssh / "authorized_keys").chmod(0o600)
+    host_key = (machine.root / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()[:2]
+    (workdir / "known_hosts").write_text(" ".join([SSH_ADDRESS, *host_key]) + "\n")
+    copy_tree(REPO, machine.root / SOURCE.lstrip("/"))  # as an administrator's checkout would be
+
+
+def _machine(host: str, workdir: Path, inside: Netns) -> Machine:
+    if host != SSH_HOST:
+        return Machine(HOSTS[host], workdir / host, name=host)
+    return Machine(HOSTS[host], workdir / host, name=host, source=layered_root(HOSTS[host], SSH_PACKAGES),
+                   network=[f"--network-namespace-path=/run/netns/{inside.name}"])
+
+
 @pytest.fixture(scope="module")
 def fleet():
     workdir = short_tempdir("qi-ansible-")
     started = time.monotonic()
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        # Closed after the machines: whatever is left inside (ssh's control masters) is killed.
+        token = secrets.token_hex(3)
+        controller = stack.enter_context(Netns(f"qi-ssh-ctl-{token}"))
+        inside = stack.enter_context(Netns(f"qi-ssh-{SSH_HOST}-{token}"))
         with ThreadPoolExecutor(5) as pool:  # the venv (once), the package and the root copies at once
             venv = pool.submit(ansible_venv)
             deb = pool.submit(build_package, REPO, workdir)
             for host in HOSTS:
                 (workdir / host).mkdir()
-            copies = {host: pool.submit(Machine, init, workdir / host, name=host) for host, init in HOSTS.items()}
+            copies = {host: pool.submit(_machine, host, workdir, inside) for host in HOSTS}
             machines = {}
             for host, future in copies.items():
                 machines[host] = stack.enter_context(future.result())
             for machine in machines.values():
                 (machine.root / "etc/hostname").write_text(machine.name + "\n")
+            _setup_ssh_host(machines[SSH_HOST], workdir, controller, inside)
             list(pool.map(_boot, machines.values()))
-            fleet = Fleet(workdir, machines, deb.result(), venv.result())
+            fleet = Fleet(workdir, machines, deb.result(), venv.result(), controller)
             print(f"the package, the venv and the booted hosts: {time.monotonic() - started:.1f} s")
         yield fleet
 
@@ -258,7 +317,7 @@ def test_the_role_enables_only_the_host_service_for_the_init_system(fleet, phase
             assert list((machine.root / "etc/rc2.d").glob("S*qemud"))
             assert not list((machine.root / "etc/rc2.d").glob("S*qemu-*"))
         assert machine.run("id", "-u", "qemud", check=None).returncode == 0
-        assert "MINSTOPDELAY=1" in (machine.root / "etc/qemu-init/qemu-init.conf").read_text()
+        assert "MINSTOPDELAY=1" in (machine.root / ETCDIR[host].lstrip("/") / "qemu-init.conf").read_text()
 
 
 def test_second_run_changes_nothing(phases):
@@ -317,6 +376,37 @@ def test_absent_unregisters_the_guest_and_removes_its_script_and_files(fleet, ph
     assert os.listdir(root / "srv/vms/b3") == []
     assert {n: p for n, p in phases["pids_after_absent"].items()} == {
         n: p for n, p in phases["pids_after_bad"].items() if n != "b3"}
+
+
+def test_the_ssh_host_is_reached_over_ssh_on_its_veth_alone(fleet, phases):
+    """gamma's tasks ran through sshd, from the controller's namespace; the host's network has no such address."""
+    proc = fleet.adhoc(SSH_HOST, "ansible.builtin.command", "printenv SSH_CONNECTION")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{CONTROLLER_ADDRESS} " in proc.stdout and f" {SSH_ADDRESS} 22" in proc.stdout, proc.stdout
+    ours = subprocess.run(["ip", "-o", "address"], capture_output=True, text=True, check=True).stdout
+    assert SSH_ADDRESS not in ours and CONTROLLER_ADDRESS not in ours
+    assert phases["first"]["stats"][SSH_HOST]["failures"] == 0
+
+
+def test_the_source_host_runs_what_make_install_put_there(fleet, phases):
+    """No package on gamma: qemu-init, its layout and the host service come from make install
+    (INITSYS=sysv); that service stops every guest and starts the autostart ones again."""
+    machine = fleet.machines[SSH_HOST]
+    assert machine.run("dpkg-query", "-W", "qemu-init", check=None).returncode != 0
+    assert machine.run("sh", "-c", "command -v qemu-init").stdout.strip() == "/usr/local/bin/qemu-init"
+    layout = (machine.root / "usr/local/lib/qemu-init/qemu_init/layout.conf").read_text()
+    assert "kind=fhs" in layout and "prefix=/usr/local" in layout, layout
+    manifest = (machine.root / "usr/local/share/qemu-init/install-manifest").read_text()
+    assert "/etc/init.d/qemud" in manifest and "/usr/local/bin/qemu-init" in manifest
+    assert list((machine.root / "etc/rc2.d").glob("S*qemud"))
+    before = fleet.qemud_status(SSH_HOST)
+    assert [n for n, g in before.items() if g["state"] == "running"] == GUESTS[SSH_HOST], before
+    machine.run("/etc/init.d/qemud", "stop", timeout=60)
+    assert {n: g["state"] for n, g in fleet.qemud_status(SSH_HOST).items()} == {n: "stopped" for n in GUESTS[SSH_HOST]}
+    machine.run("/etc/init.d/qemud", "start", timeout=60)
+    after = fleet.qemud_status(SSH_HOST)
+    assert {n: g["state"] for n, g in after.items()} == {"g1": "running", "g2": "running", "g3": "stopped"}, after
+    assert all(after[n]["pid"] != before[n]["pid"] for n in ("g1", "g2"))
 
 
 def test_ansible_lint_is_clean_on_the_collection(fleet):

@@ -49,6 +49,17 @@ def _tree_files(tree: Path) -> List[str]:
     return sorted(rel for rel in listing.split("\0") if rel and os.path.lexists(tree / rel))
 
 
+def copy_tree(tree: Path, dest: Path, files: Optional[Sequence[str]] = None) -> None:
+    """Copy the work tree's files (what git would take: tracked and new, not ignored) to ``dest``."""
+    for rel in _tree_files(tree) if files is None else files:
+        dst = dest / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if (tree / rel).is_symlink():
+            os.symlink(os.readlink(tree / rel), dst)
+        else:
+            shutil.copy2(tree / rel, dst)
+
+
 def build_package(tree: Path, workdir: Path) -> Path:
     """The Debian package of the work tree ``tree``, built the way users do (README) in a copy
     of it under ``workdir``; built once per content of the tree (kept in ``workdir``)."""
@@ -62,13 +73,7 @@ def build_package(tree: Path, workdir: Path) -> Path:
     if debs:
         return debs[0]
     src = out / "qemu-init"
-    for rel in files:
-        dst = src / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if (tree / rel).is_symlink():
-            os.symlink(os.readlink(tree / rel), dst)
-        else:
-            shutil.copy2(tree / rel, dst)
+    copy_tree(tree, src, files)
     shutil.copytree(src / "contrib/debian", src / "debian")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(out), "LANG": "C.UTF-8"}
     proc = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env, capture_output=True,
@@ -100,22 +105,26 @@ def _pidns(pid: int) -> Optional[str]:
 class Machine:
     """A private copy of a cached root in ``workdir/root``, booted with ``systemd-nspawn -b``.
 
-    ``binds`` maps host paths to container paths, bound read-only. Use ``prepare`` (a command
+    ``binds`` maps host paths to container paths, bound read-only; ``source`` is the root to copy
+    (default ``build_root(init)``, e.g. a ``layer.layered_root``); ``network`` the nspawn options
+    for its network (default its own namespace, a loopback only). Use ``prepare`` (a command
     in the root, not booted), then ``boot``, ``run`` (inside the booted container),
     ``shutdown``; ``kill`` (also in ``__exit__``) makes sure nothing is left running.
     """
 
-    def __init__(self, init: str, workdir: Path, binds: Optional[Dict[str, str]] = None, name: Optional[str] = None):
+    def __init__(self, init: str, workdir: Path, binds: Optional[Dict[str, str]] = None, name: Optional[str] = None,
+                 source: Optional[Path] = None, network: Sequence[str] = ("--private-network",)):
         self.init = init
         self.name = name or f"qi-boot-{init}"  # the machine's name, and so its hostname
         self.workdir = workdir
         self.root = workdir / "root"
         self.console = workdir / "console.log"
         self.binds = dict(binds or {})
+        self.network = list(network)
         self.proc: Optional[subprocess.Popen] = None
         self.pid1: Optional[int] = None
         self.booted_at = self.shutdown_started = self.shutdown_done = 0.0
-        subprocess.run(["cp", "-a", "--reflink=auto", str(build_root(init)), str(self.root)], check=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(source or build_root(init)), str(self.root)], check=True)
 
     def __enter__(self) -> "Machine":
         return self
@@ -139,8 +148,8 @@ class Machine:
     def boot(self, timeout: float = 120) -> None:
         """Boot the init system as PID 1 and wait until commands can run inside."""
         console = open(self.console, "wb")
-        # --private-network: its own network namespace (a loopback only); the host's is never touched.
-        self.proc = subprocess.Popen(self._nspawn("--boot", "--console=" + CONSOLE, "--private-network"),
+        # --private-network (or a namespace the test made): never the host's network.
+        self.proc = subprocess.Popen(self._nspawn("--boot", "--console=" + CONSOLE, *self.network),
                                      stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         console.close()
