@@ -21,7 +21,7 @@ SIZES = (100, 1000, 2000)
 
 def _breakdown(section: Section, sets) -> None:
     """Where generate's time goes, timed in this process (no file written): loading, checking and
-    planning every guest (render.site), then rendering the four init systems. Uses qemu_init's
+    planning every guest (sites.site), then rendering the four init systems. Uses qemu_init's
     internal API: skipped with a note if that changed."""
     try:
         from qemu_init import render, sites
