@@ -174,6 +174,13 @@ def on_host(guest: Guest) -> List[Problem]:
     return problems
 
 
+def stop_seconds(guest: Guest) -> int:
+    """How long one guest's stop may take at host shutdown before its forced steps: a save
+    (ONSHUTDOWN=save: RAM over SAVESPEED, runtime/savestate.budget) that may fail at its end,
+    then STOPDELAY."""
+    return guest.stopdelay + (guest.savetime if guest.onshutdown == "save" else 0)
+
+
 def shutdown_time(stopdelays: Sequence[int], parallel: int) -> int:
     """Worst-case seconds for the host service to stop guests with these STOPDELAYs."""
     slots = [0] * (parallel if 0 < parallel < len(stopdelays) else max(len(stopdelays), 1))
@@ -198,10 +205,10 @@ def shutdown_estimate(guests: Sequence[Guest], parallel: int) -> int:
         """Seconds until ``key`` is down when it waits for its dependents first."""
         if key not in down_at:
             before = [chain(d, path + (key,)) for d in dependents[key] if d not in path]  # cycles: cut
-            down_at[key] = max(before, default=0) + by_name[key].stopdelay + FORCED_STEPS
+            down_at[key] = max(before, default=0) + stop_seconds(by_name[key]) + FORCED_STEPS
         return down_at[key]
 
-    packed = shutdown_time([g.stopdelay for g in guests], parallel)
+    packed = shutdown_time([stop_seconds(g) for g in guests], parallel)
     return max([packed] + [chain(k) for k in by_name])
 
 
@@ -227,7 +234,7 @@ def stop_chain(guests: Sequence[Guest]) -> Tuple[List[str], int]:
     def longest(key: str, path: Tuple[str, ...] = ()) -> Tuple[int, List[str]]:
         """The longest way down from ``key`` to a guest it depends on (itself stopping first)."""
         if key not in best:
-            own = by_name[key].stopdelay + FORCED_STEPS
+            own = stop_seconds(by_name[key]) + FORCED_STEPS
             below = [longest(d.lower(), path + (key,)) for d in by_name[key].depends
                      if d.lower() in by_name and d.lower() not in path]  # cycles: cut
             seconds, rest = max(below, key=lambda b: b[0], default=(0, []))
@@ -252,14 +259,17 @@ def shutdown_budget(guests: Sequence[Guest], host: Host, init: str, rc_conf: str
         if set_there is not None:
             budget, why = set_there, f"rcshutdown_timeout in {rc_conf} gives {set_there} s"
     problems = []
-    packed = shutdown_time([g.stopdelay for g in guests], host.parallel)
+    packed = shutdown_time([stop_seconds(g) for g in guests], host.parallel)
     if packed > budget:
         if init == "bsd":
             fix = f" (raise PARALLEL, or set rcshutdown_timeout=\"{packed + 10}\" in {rc_conf})"
         parallel = f"PARALLEL={host.parallel}" if host.parallel else "all guests at once"
+        saving = [g for g in guests if g.onshutdown == "save"]
+        saves = (f" ({len(saving)} of them saved first, up to {max(g.savetime for g in saving)} s each"
+                 f" at SAVESPEED)") if saving else ""
         problems.append(Problem(host.path or "qemu-init.conf", None, "PARALLEL",
-                                f"stopping {len(guests)} guests ({parallel}) can take {packed} s, but {why}{fix}",
-                                WARNING))
+                                f"stopping {len(guests)} guests ({parallel}) can take {packed} s{saves},"
+                                f" but {why}{fix}", WARNING))
     chain, seconds = stop_chain(guests)
     if len(chain) > 1 and seconds > budget:
         fix = f": set rcshutdown_timeout=\"{seconds + 10}\" in {rc_conf}" if init == "bsd" else ""

@@ -268,6 +268,7 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
             "cpus": guest.smp or None, "kvm": guest.kvm, "monitor": plan.monitor, "vnc": plan.vnc,
             "stopdelay": guest.stopdelay, "bootdelay": guest.bootdelay, "depends": list(guest.depends),
             "pidfile": plan.pidfile, "qmp": plan.qmp,
+            "onshutdown": guest.onshutdown, "savetime": plan.savetime, "statefile": plan.statefile,
             "nics": [{"index": n.index, "bridge": n.bridge, "model": n.model, "mac": n.mac, "tap": t}
                      for n, t in zip(guest.nics, plan.taps)],
             "drives": [{"kind": d.kind, "index": d.index, "file": d.file} for d in guest.drives],
@@ -282,6 +283,8 @@ def show(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
                 ["kvm", "yes" if guest.kvm else "no"], ["monitor", plan.monitor], ["vnc", plan.vnc],
                 ["stop delay", f"{guest.stopdelay} s" + (" (raised to MINSTOPDELAY)" if raised else "")],
                 ["boot delay", f"{guest.bootdelay} s"],
+                ["on shutdown", f"save (up to {plan.savetime} s), to {plan.statefile}"
+                 if guest.onshutdown == "save" else "shutdown"],
                 ["depends", " ".join(guest.depends) or "-"], ["pid file", plan.pidfile],
                 ["control socket", plan.qmp]]
         rows += [[f"nic{n.index}", f"{n.bridge} {n.model} {n.mac} tap {t}"] for n, (t, _) in zip(guest.nics, plan.taps)]
@@ -413,11 +416,27 @@ def _start(gc, control, bridges=()) -> None:
     owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say, bridges=bridges, warn=_warn)
 
 
-def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> None:
+def _stop(gc, control, timeout: Optional[int] = None, force: bool = False, save: bool = False) -> None:
     """Stop a guest through its installed service (owner). With --timeout or --force, which its
-    service has no way to pass on, the helper stops it here; its service then records that."""
+    service has no way to pass on, the helper stops it here; its service then records that.
+    By hand a guest shuts down, whatever its ONSHUTDOWN says, unless ``save``: asked of its
+    service's stop through a request file (runtime/savestate.py), removed again afterwards."""
     from . import owner
+    from .runtime import savestate
     inventory = inv()
+    try:
+        asked = savestate.request(gc.statefile, "save" if save else "shutdown") if gc.statefile else ""
+    except OSError as e:
+        raise GuestError(f"{e.filename or gc.statefile}: {e.strerror}: cannot ask its stop to"
+                         f" {'save' if save else 'shut it down'}") from None
+    try:
+        _stop_guest(gc, control, inventory, owner, timeout, force)
+    finally:
+        if asked and os.path.lexists(asked):
+            os.unlink(asked)
+
+
+def _stop_guest(gc, control, inventory, owner, timeout: Optional[int], force: bool) -> None:
     direct = lambda: control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))  # noqa: E731
     if timeout is None and not force:
         owner.stop_guest(inventory.paths, gc.name, direct, lambda: inventory.running(gc.name), _say, warn=_warn)
@@ -427,9 +446,17 @@ def _stop(gc, control, timeout: Optional[int] = None, force: bool = False) -> No
 
 
 @app.command()
-def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
-    """Start a guest through its installed service (the same command line as at boot)."""
+def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
+          discard_state: bool = typer.Option(False, "--discard-state",
+                                             help="Delete the guest's saved state and boot it afresh.")) -> None:
+    """Start a guest through its installed service (the same command line as at boot); a
+    saved state (ONSHUTDOWN=save, stop --save) is restored: the guest runs on where it was."""
     with _guest(name) as (gc, control):
+        if discard_state and not inv().running(gc.name):
+            from .runtime import savestate
+            if savestate.discard(gc.statefile):
+                control.log(gc, f"saved state {gc.statefile} discarded (--discard-state)")
+                _say(f"{gc.name}: saved state discarded")
         _start(gc, control, inv().guest(name)[1].bridges)
 
 
@@ -437,10 +464,12 @@ def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complet
 def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
          timeout: Optional[str] = typer.Option(None, "--timeout", metavar="S", callback=_seconds,
                                                help="Wait S seconds for a clean shutdown instead of STOPDELAY."),
-         force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals.")) -> None:
+         force: bool = typer.Option(False, "--force", help="Skip the clean shutdown: quit, then signals."),
+         save: bool = typer.Option(False, "--save", help="Save the guest's state instead (restored by the next"
+                                   " start); if that fails, shut it down.")) -> None:
     """Shut a guest down cleanly through its service: power button, wait, then force it off."""
     with _guest(name, despite_errors=True) as (gc, control):
-        _stop(gc, control, timeout, force)
+        _stop(gc, control, timeout, force, save)
 
 
 @app.command()
@@ -462,7 +491,8 @@ def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=comple
             guest = state.guest_state(inventory, inventory.registry.get(name),
                                       {n.lower() for n in inventory.registry.autostart()})
             emit_json(guest)
-            raise typer.Exit({v: k for k, v in state.STATES.items()}.get(str(guest["state"]), 0))
+            codes = {**{v: k for k, v in state.STATES.items()}, state.SAVED: 3}
+            raise typer.Exit(codes.get(str(guest["state"]), 0))
         with _guest(name, despite_errors=True) as (gc, control):
             from .runtime.status import line as status_line
             st = control.status(gc)

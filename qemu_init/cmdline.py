@@ -33,6 +33,9 @@ class Plan:
     vnc_display: Optional[Tuple[str, int]]
     stopdelay: int
     monitor_address: str = ""  # a TCP monitor's "127.0.0.1:30320", else ""
+    statefile: str = ""  # where a save writes the guest's state (runtime/savestate.py)
+    onshutdown: str = "shutdown"  # what a stop through the guest's service does: shutdown or save
+    savetime: int = 0  # seconds a save may take
 
     @property
     def vnc_address(self) -> str:
@@ -128,7 +131,8 @@ def plan(guest: Guest, number: int, host: Host, paths: Paths, system: Optional[s
                 lock=paths.lock(name), log=paths.log(name), runas=guest.runas, hmp=hmp, taps=tuple(taps),
                 monitor=status.monitor_text(monitor_address, hmp) or "off", monitor_port=port,
                 vnc=status.vnc_text(vnc_address) or "off",
-                vnc_display=display, stopdelay=guest.stopdelay, monitor_address=monitor_address)
+                vnc_display=display, stopdelay=guest.stopdelay, monitor_address=monitor_address,
+                statefile=paths.statefile(name), onshutdown=guest.onshutdown, savetime=guest.savetime)
 
 
 def image_format_by_name(path: str) -> str:

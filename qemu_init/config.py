@@ -17,6 +17,7 @@ from .errors import WARNING, Problem
 from .keys import HOST_KEYS, RC_KEYS, Key
 from .model import Drive, Guest, Host, Nic, Source
 from .reader import Entry, RawOptions, Shorthand, read_assignments, read_cfg
+from .runtime import savestate
 from .trust import TrustError, read_file
 
 RC_SUFFIX = "-qemud.rc"
@@ -114,6 +115,8 @@ def _host(found: Dict[str, object], path: str) -> Host:
         vncdisplay=setting("VNCDISPLAY"),
         minstopdelay=setting("MINSTOPDELAY"),
         parallel=setting("PARALLEL", 0),
+        onshutdown=setting("ONSHUTDOWN"),
+        savespeed=setting("SAVESPEED"),
         path=path,
     )
 
@@ -180,6 +183,8 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         problems.append(Problem(rcpath, lines["STOPDELAY"], "STOPDELAY",
                                 f"{stopdelay} s is below the host's MINSTOPDELAY: {host.minstopdelay} s is used",
                                 WARNING))
+    onshutdown = value("ONSHUTDOWN", "") or host.onshutdown
+    ram = value("RAM", "")
     guest = Guest(
         name=name,
         desc=value("DESC", ""),
@@ -193,7 +198,7 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         precmd=value("PRECMD", ""),
         postcmd=value("POSTCMD", ""),
         depends=value("DEPENDS", ()),
-        ram=value("RAM", ""),
+        ram=ram,
         smp=value("SMP", ""),
         cpu=value("CPU", "") or ("host" if kvm and "CPU" not in found else ""),
         machine=value("MACHINE", ""),
@@ -207,6 +212,9 @@ def load_guest(rcpath: str, host: Host, partial: bool = False) -> Tuple[Optional
         rcfile=Source(rcpath, hashlib.sha256(data).hexdigest()),
         cfgfile=Source(cfgpath, hashlib.sha256(cfgdata).hexdigest()) if cfgdata is not None else None,
         lines={k: abs(v) for k, v in lines.items()},
+        onshutdown=onshutdown,
+        # a budget for every guest: `qemu-init stop --save` saves any guest
+        savetime=savestate.budget(values.size_bytes(ram), host.savespeed) if ram else 0,
     )
     return guest, problems
 

@@ -102,7 +102,7 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
 
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest, in parallel, dependents first."""
-    from .runtime import control
+    from .runtime import control, savestate
 
     guests, broken = _valid_guests(inventory)
     # Guests whose files went bad are stopped all the same: a host shutdown must not lose them.
@@ -134,7 +134,12 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
         name, gc = running[key][0], running[key][1]
         with lock:
             deadlines[key] = time.monotonic() + gc.stopdelay
-        owner.stop_guest(inventory.paths, name, lambda: control.stop(gc, progress=lambda step: last.__setitem__(key, step)),
+        def progress(step) -> None:  # type: ignore[no-untyped-def]
+            last[key] = step
+            if step.state == savestate.SAVE:  # saved, or why not (then it is shut down)
+                say(f"{name}: {step.plain()}")
+
+        owner.stop_guest(inventory.paths, name, lambda: control.stop(gc, progress=progress),
                          lambda: inventory.running(name), say, init)
 
     pending = set(running)

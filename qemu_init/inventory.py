@@ -136,7 +136,8 @@ class Inventory:
         paths = self.paths
         return GuestControl(name=name, pidfile=paths.pidfile(name), qmp=paths.qmp(name), lock=paths.lock(name),
                             log=paths.log(name), hmp=paths.monitor_socket(name), runas=self.host.sysusr,
-                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay))
+                            stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay),
+                            statefile=paths.statefile(name))
 
     def _recorded_stop(self, name: str) -> Dict[str, object]:
         """The GuestControl fields of guest ``name``'s recorded stop ({} if none is recorded)."""

@@ -52,6 +52,12 @@ RC_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("BOOTDELAY", values.seconds, "0", "Seconds to wait before this guest starts at host boot."),
     Key("STOPDELAY", values.seconds, str(defaults.STOPDELAY), "Seconds to wait for a clean shutdown before forcing the guest"
         " off; raised to the host's MINSTOPDELAY."),
+    Key("ONSHUTDOWN", values.onshutdown, None, "What a stop through the guest's service does (the"
+        " host's shutdown, `qemud stop`): shutdown (the power button, as STOPDELAY says) or save (the"
+        " guest is paused and its state written to a root-only file in the state folder, then QEMU quits;"
+        " the next start restores it and it runs on; if the save fails or does not fit its time, the"
+        " power button as with shutdown). `qemu-init stop NAME` shuts down unless given --save.",
+        default_help="the host's ONSHUTDOWN (shutdown)", example="save"),
     Key("PRECMD", values.text, "", "Command run (by /bin/sh) before the guest starts; only from a"
         " root-owned rc-file nobody else can write."),
     Key("POSTCMD", values.text, "", "Command run (by /bin/sh) after the guest started; same rule."),
@@ -87,6 +93,11 @@ HOST_KEYS: Dict[str, Key] = {k.name: k for k in (
     Key("VNCDISPLAY", values.vnc_base, "1", "Automatic VNC display of guest number 1; guest N gets"
         f" VNCDISPLAY+N-1, which must stay at most {values.DISPLAY_MAX} (TCP port 65535)."),
     Key("MINSTOPDELAY", values.seconds, "40", "The floor for every guest's STOPDELAY."),
+    Key("ONSHUTDOWN", values.onshutdown, "shutdown", "What the guests without an ONSHUTDOWN of"
+        " their own do at the host's shutdown: shutdown or save."),
+    Key("SAVESPEED", values.speed, "100M", "How fast the state folder takes a saved guest's state,"
+        " per second (conservative: a disk writes faster): a save may take 5 s plus RAM over this;"
+        " `check` counts that time in the shutdown budget."),
     Key("PARALLEL", values.count, "", "How many guests the host service stops at once.",
         default_help="all"),
 )}

@@ -19,6 +19,8 @@ class Host:
     vncdisplay: int
     minstopdelay: int
     parallel: int  # 0: all at once
+    onshutdown: str  # the guests' default ONSHUTDOWN
+    savespeed: int  # bytes per second the state folder takes (SAVESPEED)
     path: str = ""
 
 
@@ -76,6 +78,8 @@ class Guest:
     folder: str
     rcfile: Source
     cfgfile: Optional[Source]
+    onshutdown: str  # shutdown or save (ONSHUTDOWN, the host's default resolved)
+    savetime: int  # seconds a save may take (runtime/savestate.budget: RAM over SAVESPEED)
     lines: Dict[str, int] = field(default_factory=dict, compare=False)  # KEY -> rc-file line
 
     @property

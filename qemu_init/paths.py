@@ -111,6 +111,10 @@ class Paths:
     def log(self, name: str) -> str:
         return os.path.join(self.logdir, f"{name.lower()}.log")
 
+    def statefile(self, name: str) -> str:
+        """A saved guest's state (ONSHUTDOWN=save), in a root-only folder of VARDIR."""
+        return os.path.join(self.vardir, "state", f"{name.lower()}.state")
+
     # Tap scripts QEMU runs, one pair per bridge.
 
 

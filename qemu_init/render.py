@@ -124,7 +124,7 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
         rcvar=f"{service}_enable",
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
         unit_requires=[unit_file(n) for n in needs],
-        forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay),
+        forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay + plan.savetime),
         launch_timeout=math.ceil(LAUNCH_TIMEOUT), start_margin=START_MARGIN, start_timeout=start_timeout(),
     )
     if init == "systemd":

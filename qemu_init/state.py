@@ -14,8 +14,10 @@ from .inventory import Inventory
 from .registry import Entry
 
 # The states every table and --json says: LSB's status codes, with QEMU's own
-# run state for a guest that runs ("paused", "shutting down", "suspended", "crashed …").
+# run state for a guest that runs ("paused", "shutting down", "suspended", "crashed …"), and
+# "saved" for a stopped guest whose saved state waits for its next start (ONSHUTDOWN=save).
 STATES = {0: "running", 1: "dead", 3: "stopped", 4: "unknown"}
+SAVED = "saved"  # LSB 3, as stopped
 
 
 def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str, object]:
@@ -30,7 +32,8 @@ def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str,
     gc = inventory.bare_control(entry.name) if invalid else inventory.control(entry, guest)
     st = control.status(gc)
     running = st.running
-    state = (st.state or "running") if running else STATES.get(st.code, "unknown")  # QEMU's: paused, …
+    # QEMU's run state when it runs (paused, …); "saved" for a stopped guest with a saved state
+    state = st.state if running or st.state == SAVED else STATES.get(st.code, "unknown")
     return {
         "number": entry.number, "name": entry.name, "folder": entry.folder,
         "description": guest.desc if guest is not None and not invalid else "",

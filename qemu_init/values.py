@@ -171,6 +171,28 @@ def size(value: str) -> str:
     return match.group(1) + (match.group(2).upper() or "M")
 
 
+def size_bytes(value: str) -> int:
+    """A size as ``size`` writes it (``512M``, ``2G``), in bytes."""
+    return int(value[:-1]) << (10 * "KMGT".index(value[-1].upper()) + 10)
+
+
+def speed(value: str) -> int:
+    """A write speed, bytes per second, written as a size per second: ``100M`` is 100 MiB/s."""
+    try:
+        return size_bytes(size(value))
+    except ValueError:
+        raise ValueError(f"not a speed: {value!r} (a size per second, e.g. 100M)") from None
+
+
+ONSHUTDOWN_MODES = ("shutdown", "save")
+
+
+def onshutdown(value: str) -> str:
+    if value.lower() not in ONSHUTDOWN_MODES:
+        raise ValueError(f"not a shutdown mode: {value!r} (use shutdown or save)")
+    return value.lower()
+
+
 def ifname(value: str) -> str:
     if not _IFNAME.fullmatch(value) or len(value) > IFNAME_MAX:
         raise ValueError(f"not a network interface name (at most {IFNAME_MAX} of A-Z a-z 0-9 _ . -): {value!r}")

@@ -168,8 +168,9 @@ def _write_pidfile(gc: GuestControl, pid: int) -> None:
     os.replace(tmp, gc.pidfile)
 
 
-def _launch(gc: GuestControl) -> int:
-    """Start QEMU as launch.py describes; returns its pid once it answers on QMP."""
+def _launch(gc: GuestControl, restore: Optional[Callable[[], None]] = None) -> int:
+    """Start QEMU as launch.py describes; returns its pid once it answers on QMP (and, with
+    ``restore``, once that fed it its saved state)."""
     from . import launch
     identity = launch.Identity(gc.runas or "root")
     sockets = [launch.listen_unix(gc.qmp)]
@@ -186,6 +187,13 @@ def _launch(gc: GuestControl) -> int:
                 _write_pidfile(gc, qemu.pid)
                 try:
                     code = launch.wait_ready(qemu, gc.qmp, LAUNCH_TIMEOUT)
+                    if code is None and restore is not None:
+                        try:
+                            restore()
+                        except GuestError as e:
+                            qemu.kill()
+                            qemu.wait()
+                            raise GuestError(f"{e} (QEMU: {_error_lines(gc, _messages(out, offset))})") from None
                 except GuestError:
                     qemu.kill()
                     qemu.wait()
@@ -228,6 +236,12 @@ def start(gc: GuestControl) -> int:
                              " not starting a second one (stop it with `monitor … quit`, or kill it)")
         _cleanup(gc)  # what a guest that ended left: pid file, sockets, taps
         hooks.check_sources(gc)
+        from . import savestate
+        try:
+            state = savestate.pending(gc)  # a state saved for another command line: refused here
+        except GuestError as e:
+            log(gc, f"start failed: {e}", error=True)
+            raise
         if gc.precmd or gc.postcmd:
             hooks.check_rcfile(gc)  # before PRECMD: refuse either hook before anything happened
         if gc.precmd:
@@ -235,12 +249,19 @@ def start(gc: GuestControl) -> int:
             if code != 0:
                 log(gc, f"PRECMD failed (exit {code}); not started", error=True)
                 raise GuestError(f"PRECMD failed (exit {code}); not started")
+        took = []
         try:
-            pid = _launch(gc)
+            if state is None:
+                pid = _launch(gc)
+            else:
+                log(gc, f"restoring its {savestate.describe(state)}")
+                pid = _launch(gc._replace(argv=gc.argv + savestate.INCOMING),
+                              lambda: took.append(savestate.restore(gc, state, LAUNCH_TIMEOUT)))
         except GuestError as e:
             log(gc, f"start failed: {e}", error=True)
             raise
-        log(gc, f"started (pid {pid})")
+        log(gc, f"restored its saved state in {took[0]:.1f} s and resumed it (pid {pid}); the state is deleted"
+            if took else f"started (pid {pid})")
         if gc.postcmd:
             # the guest runs: a failing POSTCMD is reported, but does not make the start fail
             # (systemd would then kill the guest it just started)
@@ -304,6 +325,16 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             if progress is not None:
                 progress(step)
 
+        from . import savestate
+        if savestate.stop_mode(gc.statefile, gc.onshutdown) == "save" and not force:
+            def said(line: str, elapsed: float) -> None:
+                report(stopmachine.Transition(savestate.SAVE, elapsed, line))
+            # saved: QEMU quits; should it linger, it is forced off (its state and disks are safe)
+            force = savestate.save(gc, proc.cmdline(pid) or gc.argv, process.alive, process.sleep, said)
+            if force and not process.alive():
+                process.close()
+                _cleanup(gc)
+                return 0
         if not force:
             # what a slow control socket took here counts against the grace period: a stop
             # stays within STOPDELAY and the forced steps (the init systems' stop timeouts)

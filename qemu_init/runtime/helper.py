@@ -2,11 +2,13 @@
 
     qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         [--stopdelay N] [--rcfile F[=SHA256]] [--source PATH=SHA256]... [--precmd CMD]
-        [--postcmd CMD] [--tap IF=BRIDGE]... [--vnc ADDR:N] [--monitor ADDR:PORT] -- QEMU_ARGV...
+        [--postcmd CMD] [--tap IF=BRIDGE]... [--vnc ADDR:N] [--monitor ADDR:PORT]
+        [--statefile STATE] -- QEMU_ARGV...
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
-        --stopdelay N [--tap IF]... [--timeout S] [--force] [-q|--quiet]
+        --stopdelay N [--tap IF]... [--statefile STATE] [--onshutdown save|shutdown]
+        [--savetime N] [--timeout S] [--force] [-q|--quiet]
     qemu-init-helper status NAME --pidfile P --qmp S --runas U [--hmp M] [--vnc ADDR:N]
-        [--monitor ADDR:PORT]   (exit: LSB)
+        [--monitor ADDR:PORT] [--statefile STATE]   (exit: LSB)
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
 

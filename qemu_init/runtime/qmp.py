@@ -27,7 +27,7 @@ from ..errors import QMPConnectError, QMPExecuteError, QMPProtocolError, QMPTime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
-    from typing import Any, Deque, Dict, List, Optional
+    from typing import Any, Deque, Dict, List, Optional, Sequence
 
 DEFAULT_TIMEOUT = 5.0
 # The replies to what this client sends (qmp_capabilities, query-status, system_powerdown, quit,
@@ -69,13 +69,14 @@ class QMP:
         return self.greeting
 
     def execute(self, command: str, args: Optional[Dict[str, Any]] = None,
-                timeout: Optional[float] = None) -> Any:
-        """Run one QMP command and return its ``return`` value (connecting first if needed)."""
+                timeout: Optional[float] = None, fds: Sequence[int] = ()) -> Any:
+        """Run one QMP command and return its ``return`` value (connecting first if needed).
+        ``fds`` go with it as SCM_RIGHTS (``getfd``: QEMU's sandbox cannot open files itself)."""
         deadline = self._deadline(timeout)
         if self._sock is None:
             self._connect(deadline)
         try:
-            return self._command(command, args, deadline)
+            return self._command(command, args, deadline, fds)
         except (QMPConnectError, QMPProtocolError):
             self.close()  # the stream is dead or out of step: the next call reconnects
             raise
@@ -130,7 +131,8 @@ class QMP:
             self.close()
             raise
 
-    def _command(self, command: str, args: Optional[Dict[str, Any]], deadline: float) -> Any:
+    def _command(self, command: str, args: Optional[Dict[str, Any]], deadline: float,
+                 fds: Sequence[int] = ()) -> Any:
         assert self._sock is not None
         self._ids += 1
         ident = f"qi-{self._ids}"
@@ -140,7 +142,11 @@ class QMP:
         what = f"the reply to '{command}'"
         try:
             self._sock.settimeout(self._remaining(deadline, what))
-            self._sock.sendall(json.dumps(message).encode() + b"\n")
+            data = json.dumps(message).encode() + b"\n"
+            if fds:  # the descriptors ride on the command's first byte; the rest follows plainly
+                sent = socket.send_fds(self._sock, [data], list(fds))
+                data = data[sent:]
+            self._sock.sendall(data)
         except socket.timeout:
             raise QMPTimeoutError(f"{self.path}: timed out sending '{command}'") from None
         except OSError as e:

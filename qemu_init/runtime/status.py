@@ -19,14 +19,15 @@ STATUS_QMP_TIMEOUT = 2.0
 # QEMU's run states in a user's words (query-status); others are shown as QEMU says them.
 _STATES = {"running": "running", "paused": "paused", "shutdown": "shutting down",
            "suspended": "suspended", "guest-panicked": "crashed (guest-panicked)"}
-# What each kind of pid file (proc.probe) means, with its LSB code.
-NOT_RUNNING, DEAD, STALE, UNKNOWN = "not running", "dead", "stale", "unknown"
+# What each kind of pid file (proc.probe) means, with its LSB code; SAVED: not running, its
+# saved state waiting for the next start (ONSHUTDOWN=save, savestate.py).
+NOT_RUNNING, DEAD, STALE, UNKNOWN, SAVED = "not running", "dead", "stale", "unknown", "saved"
 
 
 class Status(namedtuple("Status", "code state pid why vnc monitor")):
     """``code``: LSB's (0 running, 1 dead, 3 stopped, 4 unknown). ``state``: QEMU's run state in
-    words when it runs ("running", "paused", "shutting down", …), else NOT_RUNNING, DEAD, STALE
-    or UNKNOWN. ``pid``: the guest's (or the stale one's), None without one. ``why``: what more
+    words when it runs ("running", "paused", "shutting down", …), else NOT_RUNNING, SAVED, DEAD,
+    STALE or UNKNOWN. ``pid``: the guest's (or the stale one's), None without one. ``why``: what more
     there is to say ("QMP not answering", the error that left it unknown, the pid file's
     trouble). ``vnc``, ``monitor``: where to reach a running guest ("" when not)."""
 
@@ -44,6 +45,11 @@ def status(gc) -> Status:  # type: ignore[no-untyped-def]
     except OSError as e:
         return Status(4, UNKNOWN, None, f"{e.filename or gc.pidfile}: {e.strerror}", "", "")
     if kind == proc.ABSENT:
+        statefile = getattr(gc, "statefile", "")
+        if statefile:
+            from . import savestate
+            if savestate.saved(statefile):
+                return Status(3, SAVED, None, savestate.describe(statefile), "", "")
         return Status(3, NOT_RUNNING, None, "", "", "")
     if kind == proc.BADFILE:
         return Status(1, DEAD, None, f"pid file {gc.pidfile} exists (without a pid)", "", "")
@@ -68,7 +74,7 @@ def line(name: str, st: Status) -> str:
     if st.code == 4:
         return f"{name}: unknown ({st.why})"
     if st.code == 3:
-        return f"{name}: not running"
+        return f"{name}: saved ({st.why})" if st.state == SAVED else f"{name}: not running"
     if st.state == STALE:
         return f"{name}: not running, {st.why}"
     if st.code == 1:

@@ -232,3 +232,30 @@ def test_openrc_suspend_resume_and_reset_a_real_linux_guest(qiroot, openrc, test
     assert not process_alive(pid)
     # only a started service has them (extra_started_commands)
     assert "lin1: paused" not in action("suspend", 1).stdout
+
+
+def test_openrc_stop_saves_start_restores_and_restart_boots_afresh(qiroot, openrc):
+    """ONSHUTDOWN=save under openrc-run: stop saves, start restores, restart (RC_CMD) shuts down."""
+    qiroot.guest("save1", extra="ONSHUTDOWN=save\n")
+    qiroot.qi("install", "--init", "openrc")
+    script = "/etc/init.d/qemu-save1"
+    state = qiroot.path("var/lib/qemu-init/state/save1.state")
+    log = Path(qiroot.path("var/log/qemu-init/save1.log"))
+
+    def action(name: str, code: int = 0) -> subprocess.CompletedProcess:
+        result = openrc(OPENRC_RUN, script, name)
+        assert result.returncode == code, (name, result.stdout, result.stderr)
+        return result
+
+    action("start")
+    assert "save1: saved its state to" in action("stop").stdout
+    assert os.path.exists(state)
+    assert action("status", 3).stdout.startswith("save1: saved (")
+    action("start")
+    assert not os.path.exists(state) and "restored its saved state in" in log.read_text()
+    pid = qiroot.pid("save1")
+    action("restart")
+    assert qiroot.pid("save1") != pid and not os.path.exists(state)
+    assert log.read_text().count("saved its state to") == 1  # the restart shut it down
+    action("stop")
+    assert os.path.exists(state)

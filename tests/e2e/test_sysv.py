@@ -286,3 +286,27 @@ def test_bridge_service_and_tap_scripts_in_a_network_namespace(qiroot, netns):
     assert inside("dash", bridge, "start").returncode == 0
     assert inside("dash", bridge, "stop").returncode == 0
     assert inside("test", "-e", "/sys/class/net/qibr0").returncode == 0
+
+
+def test_stop_saves_start_restores_and_restart_boots_afresh(qiroot):
+    """ONSHUTDOWN=save through the script: its stop (what the host's shutdown runs) saves the
+    guest, its start restores it, its restart shuts it down and boots it afresh."""
+    qiroot.guest("save1", extra="ONSHUTDOWN=save\n")
+    qiroot.qi("install", "--init", "sysv")
+    qemu = script(qiroot, "qemu-save1")
+    state = qiroot.path("var/lib/qemu-init/state/save1.state")
+    log = qiroot.path("var/log/qemu-init/save1.log")
+    assert run("dash", qemu, "start").returncode == 0
+    stopped = run("dash", qemu, "stop")
+    assert stopped.returncode == 0 and "save1: saved its state to" in stopped.stdout, stopped.stdout
+    assert os.path.exists(state)
+    status = run("dash", qemu, "status")
+    assert status.returncode == 3 and status.stdout.startswith("save1: saved ("), status.stdout
+    assert run("dash", qemu, "start").returncode == 0
+    assert not os.path.exists(state) and "restored its saved state in" in Path(log).read_text()
+    pid = qiroot.pid("save1")
+    restarted = run("dash", qemu, "restart")
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert qiroot.pid("save1") != pid and not os.path.exists(state)
+    assert Path(log).read_text().count("saved its state to") == 1  # the restart shut it down
+    assert run("dash", qemu, "stop").returncode == 0 and os.path.exists(state)

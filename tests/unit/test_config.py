@@ -199,3 +199,26 @@ def test_a_hash_inside_a_word_is_no_comment(tmp_path, line, words):
 def test_a_comment_with_quotes_after_a_quoted_value(tmp_path):
     guest, problems = problems_of(tmp_path, VALID + 'DESC="web" # the "main" one"\n')
     assert problems == [] and guest.desc == "web"
+
+
+def test_onshutdown_and_the_save_budget(tmp_path):
+    guest, problems = problems_of(tmp_path, VALID)
+    assert problems == [] and guest.onshutdown == "shutdown"
+    guest, _ = problems_of(tmp_path, VALID + "ONSHUTDOWN=save\nRAM=2G\n")
+    assert guest.onshutdown == "save" and guest.savetime == 5 + 21  # 2 GiB at 100 MiB/s, and the slack
+    # the host's default, unless the guest says otherwise; SAVESPEED sets the budget
+    host, problems = load_host(write_host(tmp_path, "ONSHUTDOWN=save\nSAVESPEED=1G\n"))
+    assert problems == [] and (host.onshutdown, host.savespeed) == ("save", 1 << 30)
+    assert load_guest(write(tmp_path, "web1", VALID + "RAM=4G\n"), host)[0].savetime == 5 + 4
+    assert load_guest(write(tmp_path, "web1", VALID + "ONSHUTDOWN=shutdown\n"), host)[0].onshutdown == "shutdown"
+    _, problems = problems_of(tmp_path, VALID + "ONSHUTDOWN=suspend\n")
+    assert problems == [f"{tmp_path}/web1-qemud.rc:3: ONSHUTDOWN: not a shutdown mode: 'suspend' (use shutdown or save)"]
+    _, problems = load_host(write_host(tmp_path, "SAVESPEED=quick\n"))
+    assert [str(p) for p in problems] == [f"{tmp_path}/qemu-init.conf:1: SAVESPEED: not a speed: 'quick'"
+                                          " (a size per second, e.g. 100M)"]
+
+
+def write_host(folder, text):
+    path = folder / "qemu-init.conf"
+    path.write_text(text)
+    return str(path)

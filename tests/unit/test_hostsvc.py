@@ -78,12 +78,25 @@ def test_one_guest_raising_anything_does_not_keep_the_others_running(tmp_path, m
     assert stopped == ["a1"] and lines[-1] == "could not stop: b1"
 
 
+def _stopping(name, depends=(), stopdelay=40, onshutdown="shutdown", savetime=0):
+    return SimpleNamespace(name=name, depends=depends, stopdelay=stopdelay, onshutdown=onshutdown, savetime=savetime)
+
+
 def test_shutdown_estimate_counts_depends_chains():
     from qemu_init.checks import shutdown_estimate
-    web = SimpleNamespace(name="web1", depends=("db1",), stopdelay=120)
-    db = SimpleNamespace(name="db1", depends=(), stopdelay=40)
+    web = _stopping("web1", ("db1",), 120)
+    db = _stopping("db1", (), 40)
     # Together they would take 120 s + steps, but db1 waits for web1 to be down first.
     assert shutdown_estimate([web, db], 0) == 120 + FORCED_STEPS + 40 + FORCED_STEPS
     assert shutdown_estimate([web, db], 1) == 120 + FORCED_STEPS + 40 + FORCED_STEPS
-    cyc = [SimpleNamespace(name="a1", depends=("b1",), stopdelay=5), SimpleNamespace(name="b1", depends=("a1",), stopdelay=5)]
+    cyc = [_stopping("a1", ("b1",), 5), _stopping("b1", ("a1",), 5)]
     assert shutdown_estimate(cyc, 0) == 2 * (5 + FORCED_STEPS)
+
+
+def test_shutdown_estimate_counts_the_time_to_save_a_state():
+    """ONSHUTDOWN=save: the save may take its budget and fail at its end, then STOPDELAY."""
+    from qemu_init.checks import shutdown_estimate
+    saving = _stopping("web1", (), 40, "save", 26)
+    assert shutdown_estimate([saving], 0) == 26 + 40 + FORCED_STEPS
+    # the budget only counts for a guest that saves at shutdown
+    assert shutdown_estimate([_stopping("db1", (), 40, "shutdown", 26)], 0) == 40 + FORCED_STEPS
