@@ -36,6 +36,7 @@ golden: venv
 	$(VENV)/bin/pytest tests/unit/test_golden.py --update-golden
 
 bench: deps venv
+	sh bench/install-deps
 	$(PY) bench/run.py
 
 clean:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmarks of qemu-init (issue 7): host stop, stubborn stop, start overhead, status latency,
+"""Benchmarks of qemu-init (issues 7, 15): against libvirt, host stop, stubborn stop, start overhead, status latency,
 generation throughput and the runtime helper's start-up, measured side by side in one run.
 
     bench/run.py [--quick] [--only NAME[,NAME…]] [--results DIR]
@@ -46,9 +46,11 @@ SECTIONS = {
     "generate": ("generation", "5. Generation: `generate --init all` for 100, 1000, 2000 guests"),
     "stubborn": ("stubborn", "2. Stubborn guests: 4 ignoring the power button, STOPDELAY S, stopped together"),
     "hoststop": ("hoststop", "1. Host stop: `qemud stop` of booted graceful Linux guests"),
+    "peers": ("peers", "0. Against libvirt and the floors, side by side (issue 15's table)"),
+    "scale": ("scale", "7. Scale: 30 and 300 registered guests; qemud stop of 50 stubborn guests"),
 }
-ORDER = ["helper", "status", "start", "generate", "stubborn", "hoststop"]
-PRINT_ORDER = ["hoststop", "stubborn", "start", "status", "generate", "helper"]
+ORDER = ["helper", "status", "start", "generate", "peers", "scale", "stubborn", "hoststop"]
+PRINT_ORDER = ["peers", "hoststop", "stubborn", "start", "status", "generate", "scale", "helper"]
 
 
 def main() -> int:

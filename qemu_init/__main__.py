@@ -1,5 +1,5 @@
 """``python -m qemu_init`` is the ``qemu-init`` command."""
 
-from .cli import main
+from .fastcli import main
 
 main()

@@ -1,12 +1,15 @@
-"""The command line (SPEC §8): the only module that imports typer.
+"""The command line (SPEC §8) as a Typer app: every command, its help and its completion. The only
+module that imports typer.
 
+The everyday commands (status, list, start, stop, …) usually never come here: ``fastcli`` reads
+their command lines itself and calls ``guestcmds`` directly, as the commands below do too; it
+hands everything else (help, completion, usage errors, the other commands) to ``main`` here.
 Every user error is a QemuInitError, printed as one line on stderr; anything else is a bug,
 reported in one line too unless --debug asks for the traceback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import List, Optional
@@ -15,10 +18,11 @@ import click
 import typer
 import typer.core
 
-from . import __version__
+from . import __version__, guestcmds
 from .config import CFG_SUFFIX, RC_SUFFIX, load_guest
-from .errors import ERROR, ConfigError, GuestError, Problem, QemuInitError
+from .errors import ERROR, ConfigError, Problem, QemuInitError
 from .inventory import Inventory, rcfiles
+from .output import JSON_HELP, emit_json, guarded, none_registered, report, table
 from .paths import ROOT_ENV, host_paths
 from . import values
 
@@ -123,35 +127,7 @@ _MAKE_ROOT = ("new", "register", "generate", "install")
 
 
 def _none_registered() -> None:
-    """No guest: and which configuration folder was looked at, and whether it exists."""
-    etcdir = inv().paths.etcdir
-    where = etcdir if os.path.isdir(etcdir) else f"{etcdir} (no such folder)"
-    typer.echo(f"no guests registered in {where}; qemu-init new NAME, then qemu-init register PATH")
-
-
-WIDTH = 100  # tables fit this many columns; details are in `status NAME` and `show NAME`
-
-
-def table(rows: List[List[str]], headers: List[str], cut: bool = False) -> None:
-    """Columns two spaces apart. ``cut``: the last column (free text) ends at WIDTH with '…'."""
-    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
-    for row in [headers] + rows:
-        line = "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-        typer.echo(line[:WIDTH - 1] + "…" if cut and len(line) > WIDTH else line)
-
-
-def emit_json(value: object) -> None:
-    """--json: the schemas are in man/qemu-init.8 (JSON OUTPUT); keys are only ever added."""
-    import json
-    typer.echo(json.dumps(value, indent=2))
-
-
-JSON_HELP = "Print JSON (schema: qemu-init(8), JSON OUTPUT)."
-
-
-def report(problems: List[Problem], err: bool = True) -> None:
-    for problem in problems:
-        typer.echo(str(problem), err=err)
+    none_registered(inv().paths.etcdir)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -211,17 +187,7 @@ def unregister(name: str = typer.Argument(..., metavar="NAME", autocompletion=co
 @app.command("list")
 def list_guests(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Registered guests: number, name, autostart, state, folder."""
-    from . import state
-    guests = state.states(inv())
-    if as_json:
-        emit_json(guests)
-        return
-    rows = [[str(g["number"]), g["name"], "yes" if g["autostart"] else "no",
-             str(g["state"]) + (" (files have errors)" if g["problem"] else ""), g["folder"]] for g in guests]
-    if rows:
-        table(rows, ["NR", "NAME", "AUTOSTART", "STATE", "FOLDER"])
-    else:
-        _none_registered()
+    raise typer.Exit(guestcmds.list_guests(inv(), as_json))
 
 
 @app.command()
@@ -368,82 +334,10 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
 
 # --- runtime --------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _guest(name: str, despite_errors: bool = False):
-    """(GuestControl, runtime.control) of a registered guest; runtime errors name the guest,
-    as the init scripts' helper does. ``despite_errors``: a guest whose files went bad since it
-    was registered is still seen and stopped, from what its name and pid file tell (the problems
-    are said on stderr first)."""
-    from .runtime import control
-    inventory = inv()
-    try:
-        entry, guest = inventory.guest(name)
-        gc = inventory.control(entry, guest)
-    except ConfigError as exc:
-        if not despite_errors:
-            raise
-        entry = inventory.registry.get(name)  # an unreadable registry: nothing to fall back on
-        report(exc.problems)
-        gc = inventory.bare_control(entry.name)
-        typer.echo(f"qemu-init: {gc.name}: its files have errors; using its pid file and control socket",
-                   err=True)
-    try:
-        yield gc, control
-    except GuestError as exc:  # named once: the guest's service may have named it already
-        said = str(exc)
-        raise GuestError(said if said.startswith(f"{gc.name}: ") else f"{gc.name}: {said}", exc.exit_code) from None
-
-
-def _progress(name: str):
-    return lambda step: typer.echo(f"{name}: {step.plain()}", err=True)
-
-
-def _say(line: str) -> None:
-    typer.echo(line)
-
-
-def _warn(line: str) -> None:
-    typer.echo(line, err=True)
-
-
-def _start(gc, control, bridges=()) -> None:
-    """Start a guest through its installed service (owner), as qemud does at boot."""
-    from . import owner
-    inventory = inv()
-    if inventory.running(gc.name):
-        control.start(gc)  # says it already runs, as its script would
-        return
-    owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), _say, bridges=bridges, warn=_warn)
-
-
-def _stop(gc, control, timeout: Optional[int] = None, force: bool = False, save: bool = False) -> None:
-    """Stop a guest through its installed service (owner). With --timeout or --force, which its
-    service has no way to pass on, the helper stops it here; its service then records that.
-    By hand a guest shuts down, whatever its ONSHUTDOWN says, unless ``save``: asked of its
-    service's stop through a request file (runtime/savestate.py), removed again afterwards."""
-    from . import owner
-    from .runtime import savestate
-    inventory = inv()
-    try:
-        asked = savestate.request(gc.statefile, "save" if save else "shutdown") if gc.statefile else ""
-    except OSError as e:
-        raise GuestError(f"{e.filename or gc.statefile}: {e.strerror}: cannot ask its stop to"
-                         f" {'save' if save else 'shut it down'}") from None
-    try:
-        _stop_guest(gc, control, inventory, owner, timeout, force)
-    finally:
-        if asked and os.path.lexists(asked):
-            os.unlink(asked)
-
-
-def _stop_guest(gc, control, inventory, owner, timeout: Optional[int], force: bool) -> None:
-    direct = lambda: control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))  # noqa: E731
-    if timeout is None and not force:
-        owner.stop_guest(inventory.paths, gc.name, direct, lambda: inventory.running(gc.name), _say, warn=_warn)
-        return
-    direct()
-    owner.stop(inventory.paths, owner.detect_init(), gc.name)  # nothing left to stop: just the record
-
+# The bodies of these are in guestcmds, shared with the fast path (fastcli): a command here
+# only declares its arguments (for help, completion and usage errors) and hands them on. An
+# option added here and not to fastcli's table still works: fastcli hands such a command line
+# to Typer.
 
 @app.command()
 def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
@@ -451,13 +345,7 @@ def start(name: str = typer.Argument(..., metavar="NAME", autocompletion=complet
                                              help="Delete the guest's saved state and boot it afresh.")) -> None:
     """Start a guest through its installed service (the same command line as at boot); a
     saved state (ONSHUTDOWN=save, stop --save) is restored: the guest runs on where it was."""
-    with _guest(name) as (gc, control):
-        if discard_state and not inv().running(gc.name):
-            from .runtime import savestate
-            if savestate.discard(gc.statefile):
-                control.log(gc, f"saved state {gc.statefile} discarded (--discard-state)")
-                _say(f"{gc.name}: saved state discarded")
-        _start(gc, control, inv().guest(name)[1].bridges)
+    raise typer.Exit(guestcmds.start(inv(), name, discard_state))
 
 
 @app.command()
@@ -468,49 +356,25 @@ def stop(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete
          save: bool = typer.Option(False, "--save", help="Save the guest's state instead (restored by the next"
                                    " start); if that fails, shut it down.")) -> None:
     """Shut a guest down cleanly through its service: power button, wait, then force it off."""
-    with _guest(name, despite_errors=True) as (gc, control):
-        _stop(gc, control, timeout, force, save)
+    raise typer.Exit(guestcmds.stop(inv(), name, timeout, force, save))  # type: ignore[arg-type]
 
 
 @app.command()
 def restart(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
     """Stop, then start a guest."""
-    with _guest(name) as (gc, control):
-        _stop(gc, control)
-        _start(gc, control, inv().guest(name)[1].bridges)
+    raise typer.Exit(guestcmds.restart(inv(), name))
 
 
 @app.command()
 def status(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest),
            as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """One line about the guest; the exit code is LSB's: 0 running, 1 dead, 3 stopped, 4 unknown."""
-    try:
-        if as_json:
-            from . import state
-            inventory = inv()
-            guest = state.guest_state(inventory, inventory.registry.get(name),
-                                      {n.lower() for n in inventory.registry.autostart()})
-            emit_json(guest)
-            codes = {**{v: k for k, v in state.STATES.items()}, state.SAVED: 3}
-            raise typer.Exit(codes.get(str(guest["state"]), 0))
-        with _guest(name, despite_errors=True) as (gc, control):
-            from .runtime.status import line as status_line
-            st = control.status(gc)
-            code, line = st.code, status_line(gc.name, st)
-    except ConfigError as exc:
-        report(exc.problems)
-        raise typer.Exit(4)  # LSB: status unknown
-    except QemuInitError as exc:
-        typer.echo(f"qemu-init: {exc}", err=True)
-        raise typer.Exit(4)
-    typer.echo(line)
-    raise typer.Exit(code)
+    raise typer.Exit(guestcmds.status(inv(), name, as_json))
 
 
 def _run_state(action: str, doc: str):  # type: ignore[no-untyped-def]
     def command(name: str = typer.Argument(..., metavar="NAME", autocompletion=complete_guest)) -> None:
-        with _guest(name) as (gc, control):
-            raise typer.Exit(control.run_state(gc, action))
+        raise typer.Exit(guestcmds.run_state(inv(), name, action))
     command.__doc__ = doc
     app.command(action)(command)
 
@@ -525,9 +389,7 @@ def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
             command: List[str] = typer.Argument(None, metavar="[COMMAND]...",
                                                 help="A monitor command; none: interactive session.")) -> None:
     """Run one monitor command (e.g. `info status`), or an interactive monitor session."""
-    with _guest(name) as (gc, control):
-        from .runtime.monitor import monitor as session
-        raise typer.Exit(session(gc, " ".join(command) if command else None))
+    raise typer.Exit(guestcmds.monitor(inv(), name, command or ()))
 
 
 # --- host service ---------------------------------------------------------------------------
@@ -535,32 +397,19 @@ def monitor(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
 @qemud_app.command("start")
 def qemud_start() -> None:
     """Start the autostart guests in order (DEPENDS first, BOOTDELAY honoured)."""
-    from . import hostsvc
-    raise typer.Exit(hostsvc.start(inv()))
+    raise typer.Exit(guestcmds.qemud_start(inv()))
 
 
 @qemud_app.command("stop")
 def qemud_stop() -> None:
-    """Stop every running guest: in parallel up to PARALLEL, dependents first."""
-    from . import hostsvc
-    raise typer.Exit(hostsvc.stop(inv()))
+    """Stop every running guest: press every power button at once, then wait (dependents first)."""
+    raise typer.Exit(guestcmds.qemud_stop(inv()))
 
 
 @qemud_app.command("status")
 def qemud_status(as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """A table of every registered guest; exit 0 while every autostart guest runs, else 3."""
-    from . import state
-    guests = state.states(inv())
-    if as_json:
-        emit_json(guests)
-    elif guests:
-        table([[g["name"], g["state"], str(g["pid"] or "-"), "yes" if g["autostart"] else "no",
-                "files have errors: qemu-init check" if g["problem"] else g["description"]] for g in guests],
-              ["NAME", "STATE", "PID", "AUTOSTART", "DESCRIPTION"], cut=True)
-    else:
-        _none_registered()
-    # LSB: the service is "running" (0) while every autostart guest runs, else "not running" (3).
-    raise typer.Exit(0 if all(g["pid"] for g in guests if g["autostart"]) else 3)
+    raise typer.Exit(guestcmds.qemud_status(inv(), as_json))
 
 
 def _usage_error(exc: click.UsageError) -> int:
@@ -573,34 +422,27 @@ def _usage_error(exc: click.UsageError) -> int:
     return 2  # LSB and sysexits' EX_USAGE tradition: 2 for a bad command line
 
 
-def main() -> None:
+def main(args: Optional[List[str]] = None) -> None:
+    sys.exit(run(args))
+
+
+def run(args: Optional[List[str]] = None) -> int:
+    """The exit code of a whole command line (``args``; default: sys.argv[1:])."""
     command = typer.main.get_command(app)
-    try:
-        # standalone_mode=False: usage errors come to us instead of being printed by Typer
-        # (a box, in some versions); Exit codes come back as the return value.
-        code = command.main(prog_name="qemu-init", standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
-    except click.UsageError as exc:
-        sys.exit(_usage_error(exc))
-    except click.ClickException as exc:  # e.g. a file Click could not open
-        typer.echo(f"qemu-init: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.Abort:  # Ctrl-C or end of input at a prompt
-        typer.echo("qemu-init: interrupted", err=True)
-        sys.exit(130)
-    except ConfigError as exc:
-        report(exc.problems)
-        sys.exit(exc.exit_code)
-    except QemuInitError as exc:
-        typer.echo(f"qemu-init: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except OSError as exc:  # the host said no (permissions, a missing or read-only folder)
-        where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"qemu-init: {where}{exc.strerror or exc}", err=True)
-        sys.exit(1)
-    except Exception as exc:  # a bug: one line, unless asked for more
-        if "--debug" in sys.argv:
-            raise
-        typer.echo(f"qemu-init: internal error: {exc.__class__.__name__}: {exc} (run with --debug for a traceback)",
-                   err=True)
-        sys.exit(70)  # EX_SOFTWARE
+
+    def parse_and_run() -> int:
+        try:
+            # standalone_mode=False: usage errors come to us instead of being printed by Typer
+            # (a box, in some versions); Exit codes come back as the return value.
+            code = command.main(args=args, prog_name="qemu-init", standalone_mode=False)
+            return code if isinstance(code, int) else 0
+        except click.UsageError as exc:
+            return _usage_error(exc)
+        except click.ClickException as exc:  # e.g. a file Click could not open
+            typer.echo(f"qemu-init: {exc.format_message()}", err=True)
+            return exc.exit_code
+        except click.Abort:  # Ctrl-C or end of input at a prompt
+            typer.echo("qemu-init: interrupted", err=True)
+            return 130
+
+    return guarded(parse_and_run, "--debug" in (sys.argv if args is None else args))

@@ -6,17 +6,18 @@ against the host are in ``checks``.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import hashlib
 import os
-from typing import Dict, List, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 from . import keys, values
 from .errors import WARNING, Problem
 from .keys import HOST_KEYS, RC_KEYS, Key
 from .model import Drive, Guest, Host, Nic, Source
 from .reader import Entry, RawOptions, Shorthand, read_assignments, read_cfg
+from .records import replace
 from .runtime import savestate
 from .trust import TrustError, read_file
 
@@ -44,6 +45,7 @@ def _parse_entries(path: str, entries: List[Entry], table: Dict[str, Key],
     for entry in entries:
         key = table.get(entry.key)
         if key is None:
+            import difflib  # only for a key that is wrong: not on every command's path
             close = difflib.get_close_matches(entry.key.upper(), table, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append(Problem(path, entry.line, entry.key, f"unknown key{hint}"))
@@ -96,7 +98,7 @@ def load_host(path: str) -> Tuple[Host, List[Problem]]:
 
 def default_host(**changes) -> Host:
     """The host settings without a qemu-init.conf: every one at the key table's default."""
-    return dataclasses.replace(_host({}, ""), **changes)
+    return replace(_host({}, ""), **changes)
 
 
 def _host(found: Dict[str, object], path: str) -> Host:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
 
 def write_atomic(path: str, text: str, mode: int = 0o644, root_owned: bool = False,
@@ -14,6 +13,7 @@ def write_atomic(path: str, text: str, mode: int = 0o644, root_owned: bool = Fal
     an interrupted write leaves the old file whole and a reader never sees half a file.
     ``sync_folder=False`` leaves syncing the folder (which makes the rename durable) to the
     caller, who writes many files into it: see sync_folder()."""
+    import tempfile  # here, not above: the everyday commands read the registry, never write it
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)

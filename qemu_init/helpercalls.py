@@ -5,7 +5,9 @@ GuestControl and ``qemu-init start/stop`` all pass the same thing. Templates onl
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
+if TYPE_CHECKING:
+    from typing import Any, Dict, List
 
 from .cmdline import Plan
 from .model import Guest, Source

@@ -1,7 +1,7 @@
 """One owner per guest: a guest is started and stopped by its installed service.
 
-Whoever starts or stops a guest — the host service ``qemud`` at boot and shutdown, ``qemu-init
-start/stop NAME`` — goes through the service ``qemu-init install`` wrote for it: ``systemctl
+Whoever starts or stops a guest — the host service ``qemud`` at boot, ``qemu-init start/stop
+NAME`` — goes through the service ``qemu-init install`` wrote for it: ``systemctl
 start qemu-NAME.service`` on systemd, the script ``/etc/init.d/qemu-NAME`` on SysV and OpenRC,
 ``/usr/local/etc/rc.d/qemu_NAME onestart`` on FreeBSD. So every start runs the same command line
 (the one in plain sight in the script), and the init system's own view stays right: on systemd
@@ -10,6 +10,10 @@ the guest runs in its own unit's cgroup and the unit reads active; OpenRC record
 A guest without an installed service (registered after the last ``install``, or in a sandbox
 root without an init system) is started and stopped directly by the runtime helper, as its
 script would do it, with a warning saying so.
+
+``qemud stop`` at shutdown is the one exception: it presses every guest's button first and stops
+them itself, with their scripts' own stop, then tells the init system where it must be told
+(``record_stopped``); hostsvc.py says why and how the init systems' view stays right.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from typing import Callable, List, Optional, Sequence, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import GuestError
 from .paths import SYSTEMD_RUNNING, Paths, detect_init
-Say = Callable[[str], None]
+
+if TYPE_CHECKING:
+    Say = Callable[[str], None]
 
 
 def guest_service(init: str, name: str) -> str:
@@ -98,6 +106,16 @@ def stop(paths: Paths, init: str, name: str) -> Optional[Tuple[int, str, str]]:
     """Stop a guest through its service: (exit status, stdout, stderr), or None without one."""
     command = service_command(paths, init, name, "stop")
     return None if command is None else run(command)
+
+
+def record_stopped(paths: Paths, init: str, name: str) -> None:
+    """Tell the init system that a guest qemud stopped itself (hostsvc) is stopped, where it
+    keeps a record the guest's own exit does not change: OpenRC still says "started", so the
+    service's stop runs, finds nothing to stop and records it stopped. systemd needs nothing (the
+    unit's main process exited: systemd ran its ExecStop and the unit is inactive); SysV and
+    FreeBSD keep no state."""
+    if init == "openrc":
+        stop(paths, init, name)
 
 
 def start_bridges(paths: Paths, init: str, bridges: Sequence[str], say: Say, warn: Say) -> None:

@@ -7,7 +7,9 @@ thread pool that `qemud stop` needs.
 
 from __future__ import annotations
 
-from typing import Dict, List, Set
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
+if TYPE_CHECKING:
+    from typing import Dict, List, Set
 
 from .errors import ERROR
 from .inventory import Inventory

@@ -5,9 +5,10 @@ Pure functions, no I/O. The messages are what the user reads after ``file:line: 
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import Callable, Optional, Tuple
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
+if TYPE_CHECKING:
+    from typing import Callable, Optional, Tuple
 
 from .runtime.status import VNC_BASE_PORT
 
@@ -224,6 +225,7 @@ def display(value: str) -> Optional[Tuple[str, int]]:
     if not addr:
         return ("127.0.0.1", int(num))
     host = addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr
+    import ipaddress  # only a VNC address needs it: not every command's import
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -274,7 +274,7 @@ def start(gc: GuestControl) -> int:
 
 # -- stop --------------------------------------------------------------------------------------
 
-def _resume_for_the_power_button(gc: GuestControl, report: Callable[[Transition], None]) -> None:
+def _resume_for_the_power_button(gc: GuestControl, report: Callable[[Transition], None]) -> bool:
     """A paused guest (``pause``) cannot see its power button: without this, every stop of one
     would wait out STOPDELAY and then force it off. Resumed first; any failure here is left to
     the stop machine, which copes with every kind of QMP trouble."""
@@ -286,29 +286,41 @@ def _resume_for_the_power_button(gc: GuestControl, report: Callable[[Transition]
             if isinstance(result, dict) and result.get("status") == "paused":
                 q.execute("cont")
             else:
-                return
+                return False
     except QMPError:
-        return
+        return False
     report(stopmachine.Transition(stopmachine.WAIT, 0.0, "it was paused: resumed it"))
+    return True
 
 
 def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
          progress: Optional[Callable[[Transition], None]] = None,
-         timing: Optional[Timing] = None) -> int:
+         timing: Optional[Timing] = None, pressed: bool = False) -> int:
     """Stop the guest: power button (resent) for STOPDELAY (or ``timeout``), then QMP quit,
-    SIGTERM, SIGKILL. ``progress`` receives each Transition (str() gives a line). Returns 0
-    once the guest is gone (or was not running); raises GuestError otherwise."""
+    SIGTERM, SIGKILL. ``progress`` receives each Transition (str() gives a line). ``pressed``:
+    the caller pressed the power button just now (qemud stop: every guest's first, then the
+    waits). Returns 0 once the guest is gone (or was not running); raises GuestError otherwise."""
     from . import stop as stopmachine
     from .qmp import QMP
     grace = gc.stopdelay if timeout is None else timeout
     with locked(gc.lock, grace + LOCK_SLACK):
         kind, pid = _probe(gc)
-        if kind != proc.GUEST:
-            _cleanup(gc)
-            return 0
-        try:
-            process = proc.GuestProcess(pid, gc.name, gc.uids)  # type: ignore[arg-type]
-        except ProcessLookupError:  # it ended in between
+        gone = kind != proc.GUEST
+        if not gone:
+            try:
+                process = proc.GuestProcess(pid, gc.name, gc.uids)  # type: ignore[arg-type]
+            except ProcessLookupError:  # it ended in between
+                gone = True
+        if gone:
+            # It obeyed the caller's press before this stop could look, and left its pid file
+            # (nobody else's stop cleaned up after it, which would have logged its own steps):
+            # the guest log says how it went.
+            if pressed and kind != proc.ABSENT:
+                for step in (stopmachine.Transition(stopmachine.POWERDOWN, 0.0, "pressed the power button"),
+                             stopmachine.Transition(stopmachine.GONE, 0.0, "powered down (1 press)")):
+                    log(gc, f"stop: {step}")
+                    if progress is not None:
+                        progress(step)
             _cleanup(gc)
             return 0
 
@@ -339,12 +351,14 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             # what a slow control socket took here counts against the grace period: a stop
             # stays within STOPDELAY and the forced steps (the init systems' stop timeouts)
             began = time.monotonic()
-            _resume_for_the_power_button(gc, report)
+            if _resume_for_the_power_button(gc, report):
+                pressed = False  # a paused guest did not see that press: press again now
             grace = max(0.0, grace - round(time.monotonic() - began, 1))
         try:
             # process.sleep returns as soon as QEMU exits: a stop never waits out a poll interval
             stopmachine.run(process.alive, process.signal, qmp, grace, force,
-                            timing or stopmachine.Timing(), report, sleep=process.sleep)
+                            timing or stopmachine.Timing(), report, sleep=process.sleep,
+                            pressed=pressed and not force)
         except GuestError as e:
             log(gc, f"stop failed: {e}", error=True)
             raise

@@ -32,12 +32,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see cont
 if TYPE_CHECKING:
     from typing import BinaryIO, Dict, Optional, Sequence, Tuple
 
-# The descriptor numbers QEMU's command line names (cmdline.py writes them, the helper fills them):
-# the control socket, the monitor socket, then the taps in the order the script lists them.
-QMP_FD = 3
-HMP_FD = 4
-TAP_FD = 5
-SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+from .fds import HMP_FD, QMP_FD, SANDBOX, TAP_FD  # noqa: F401  (the numbers QEMU's command line names)
 
 
 # -- who QEMU runs as --------------------------------------------------------------------------

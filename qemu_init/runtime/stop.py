@@ -77,7 +77,7 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
         qmp: Callable[[str, float], object], grace: float, force: bool = False,
         timing: Timing = Timing(), report: Optional[Callable[[Transition], None]] = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep) -> List[Transition]:
+        sleep: Callable[[float], None] = time.sleep, pressed: bool = False) -> List[Transition]:
     """Stop one guest; returns the transitions, the last one GONE.
 
     ``qmp(command, timeout)`` sends one QMP command and raises QMPError on any failure (any
@@ -85,7 +85,9 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     ``grace`` is how long the guest may take to power itself down (STOPDELAY or --timeout);
     ``force`` skips the power button. ``sleep(seconds)`` may return early: the real one
     (GuestProcess.sleep) does as soon as the process exits, so no stop waits out a poll interval.
-    Raises GuestError if the process survives SIGKILL.
+    ``pressed``: the power button was pressed just now (``qemud stop`` presses every guest's
+    first, then runs a machine per guest): the first press counts as done, the next comes after
+    ``timing.resend``. Raises GuestError if the process survives SIGKILL.
     """
     start = clock()
     path: List[Transition] = []
@@ -119,10 +121,11 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
     if force:
         why, forced = "forced", "forced off, as asked (--force)"
     else:
-        enter(POWERDOWN, f"pressing the power button, waiting up to {grace:g} s")
-        deadline, next_press, why = start + grace, clock(), f"still running after {grace:g} s"
+        enter(POWERDOWN, f"{'pressed' if pressed else 'pressing'} the power button, waiting up to {grace:g} s")
+        deadline, why = start + grace, f"still running after {grace:g} s"
+        next_press = start + timing.resend if pressed else clock()
         forced = f"forced off after {grace:g} s: did not react to the power button"
-        presses = 0
+        presses = 1 if pressed else 0
         next_report = start + timing.progress
         while alive():
             now = clock()

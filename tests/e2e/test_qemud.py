@@ -1,7 +1,10 @@
 """The host service (SPEC §7, issue 5) with real QEMU guests."""
 
+import json
 import os
 import shutil
+import socket
+import threading
 import time
 
 import pytest
@@ -59,6 +62,66 @@ def test_stubborn_guests_stop_in_parallel_or_one_by_one(sandbox):
     # Behaviour, with wide margins: together they take about one STOPDELAY, one by one the sum.
     assert parallel < 3 * 2.5, parallel
     assert serial >= 4 * 3, serial
+
+
+class PowerButtonWatch:
+    """A second QMP monitor of one guest's QEMU, on a socket the test listens on (QEMU
+    connects to it at start-up: ``-chardev socket,path=…`` in the cfg-file): QEMU reports every
+    press of the power button there as a POWERDOWN event with its own time stamp."""
+
+    def __init__(self, folder, name):
+        self.path = str(folder / f"{name}.watch")
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        os.chmod(self.path, 0o777)  # QEMU runs as the system user
+        self.server.listen(1)
+        self.presses = []
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    cfg = property(lambda self: f"-chardev socket,id=watch,path={self.path}\n-mon chardev=watch,mode=control\n")
+
+    def _watch(self):
+        conn, _ = self.server.accept()
+        with conn, conn.makefile("rwb") as stream:
+            stream.readline()  # the greeting
+            stream.write(b'{"execute": "qmp_capabilities"}\n')
+            stream.flush()
+            for line in stream:
+                message = json.loads(line)
+                if message.get("event") == "POWERDOWN":
+                    stamp = message["timestamp"]
+                    self.presses.append(stamp["seconds"] + stamp["microseconds"] / 1e6)
+
+
+def test_qemud_stop_presses_every_button_before_it_waits(sandbox):
+    # issue 15: every guest hears its power button from the start of the shutdown, none waits
+    # for another's stop to get going; and no guest is pressed twice at once (qemud's press
+    # counts as its stop's first)
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    names = [f"p{i}" for i in range(1, 6)]
+    watches = {}
+    for name in names:
+        watches[name] = PowerButtonWatch(sandbox, name)
+        write_guest(vms, name, cfg=watches[name].cfg)  # BIOS only: ignores the button, STOPDELAY 3
+    register(root, vms, *names)
+    qi(root, "qemud", "start", check=0)
+    for watch in watches.values():
+        watch.thread.start()
+    began = time.time()
+    out = qi(root, "qemud", "stop", check=0).stdout
+    assert qemu_processes(str(sandbox)) == []
+    for watch in watches.values():
+        watch.thread.join(timeout=10)
+    presses = {name: watch.presses for name, watch in watches.items()}
+    assert all(presses.values()), presses
+    firsts = [p[0] for p in presses.values()]
+    resends = [p[1] for p in presses.values() if len(p) > 1]
+    assert max(firsts) < min(resends, default=float("inf")), presses  # every button before any resend
+    for name, stamps in presses.items():
+        assert all(b - a > 1.0 for a, b in zip(stamps, stamps[1:])), (name, stamps)  # never twice at once
+    assert all(f"{n}: forced off after 3 s: did not react to the power button" in out for n in names), out
+    print(f"first press {min(firsts) - began:.3f} s after qemud stop began, last {max(firsts) - began:.3f} s")
 
 
 def test_graceful_guests_do_not_wait_for_a_stubborn_one(sandbox, test_guest):

@@ -3,14 +3,13 @@ generated files take theirs from it (issue 13, acceptance 2)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 from pathlib import Path
 
 import pytest
 
-from qemu_init import checks, config, keys
+from qemu_init import checks, config, keys, records
 from qemu_init.cmdline import plan
 from qemu_init.inventory import Inventory
 from qemu_init.model import Host
@@ -21,11 +20,11 @@ from qemu_init.runtime.stop import Timing
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "contrib"))
 import mkfiles  # noqa: E402
 
-FIELDS = {f.name.upper(): f.name for f in dataclasses.fields(Host) if f.name != "path"}
+FIELDS = {f.name.upper(): f.name for f in records.fields(Host) if f.name != "path"}
 
 
 def _changed(monkeypatch, table, name, default):
-    monkeypatch.setitem(table, name, dataclasses.replace(table[name], default=default))
+    monkeypatch.setitem(table, name, records.replace(table[name], default=default))
 
 
 def test_every_host_setting_is_a_key_and_takes_the_tables_default(tmp_path):
@@ -34,7 +33,7 @@ def test_every_host_setting_is_a_key_and_takes_the_tables_default(tmp_path):
     for key, field in FIELDS.items():
         assert getattr(host, field) == keys.default(keys.HOST_KEYS, key, getattr(host, field))
     missing, problems = config.load_host(str(tmp_path / "none.conf"))
-    assert problems == [] and missing == dataclasses.replace(host, path=str(tmp_path / "none.conf"))
+    assert problems == [] and missing == records.replace(host, path=str(tmp_path / "none.conf"))
 
 
 @pytest.mark.parametrize("with_conf", [False, True])

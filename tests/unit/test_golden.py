@@ -17,7 +17,6 @@ sandbox root /srv/qi-golden and a fixed helper path. Nothing is written there.
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import difflib
 import functools
 import os
@@ -29,7 +28,7 @@ from typing import Dict, List
 
 import pytest
 
-from qemu_init import quoting, render, sites
+from qemu_init import quoting, records, render, sites
 from qemu_init.cmdline import plan
 from qemu_init.config import load_guest, load_host
 from qemu_init.errors import ERROR
@@ -106,10 +105,10 @@ def golden_site(case: Path) -> sites.Site:
         def moved(source: Source) -> Source:
             return Source(stable(source.path, case), source.sha256)
 
-        guest = dataclasses.replace(
+        guest = records.replace(
             guest, folder=stable(guest.folder + os.sep, case).rstrip("/"), rcfile=moved(guest.rcfile),
             cfgfile=moved(guest.cfgfile) if guest.cfgfile else None,
-            drives=tuple(dataclasses.replace(d, file=stable(d.file, case)) for d in guest.drives))
+            drives=tuple(records.replace(d, file=stable(d.file, case)) for d in guest.drives))
         infos.append(sites.GuestInfo(number, guest, plan(guest, number, host, paths)))
     host_source = sites.file_source(str(conf))
     return sites.Site(paths=paths, host=host, guests=tuple(infos), helper=HELPER, command=COMMAND,

@@ -1,5 +1,6 @@
 """Pure parts of the host service and its shutdown-budget arithmetic."""
 
+import os
 from types import SimpleNamespace
 
 from qemu_init.checks import FORCED_STEPS, shutdown_time
@@ -44,6 +45,10 @@ def _host_with(tmp_path, **depends):
         (folder / f"{name}-qemud.rc").write_text(
             f"NAME={name}\nTGTARCH=qemu-system-x86_64\nBRIDGE=none\nDEPENDS={deps}\nSTOPDELAY=3\n")
         inventory.registry.add(name, str(folder))  # no check: a cycle made by editing files later
+        pidfile = inventory.paths.pidfile(name)  # qemud stop looks only at guests with one
+        os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+        with open(pidfile, "w") as handle:
+            handle.write("1\n")
     return inventory
 
 
@@ -91,6 +96,57 @@ def test_shutdown_estimate_counts_depends_chains():
     assert shutdown_estimate([web, db], 1) == 120 + FORCED_STEPS + 40 + FORCED_STEPS
     cyc = [_stopping("a1", ("b1",), 5), _stopping("b1", ("a1",), 5)]
     assert shutdown_estimate(cyc, 0) == 2 * (5 + FORCED_STEPS)
+
+
+def test_stop_presses_every_button_before_any_wait(tmp_path, monkeypatch):
+    """qemud stop (issue 15): every ready guest's power button first, then the stop machines
+    that wait; a guest with running dependents is pressed only once they are gone."""
+    from qemu_init import hostsvc
+    from qemu_init.runtime import control, proc
+    inventory = _host_with(tmp_path, a1="", b1="", c1="", d1="", db1="", web1="db1")
+    events = []
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
+    monkeypatch.setattr(hostsvc, "press", lambda gc: events.append(("press", gc.name)) or True)
+
+    def stop(gc, pressed=False, **kw):
+        events.append(("wait", gc.name, pressed))
+
+    monkeypatch.setattr(control, "stop", stop)
+    assert hostsvc.stop(inventory, say=lambda line: None) == 0
+    first_wait = next(i for i, e in enumerate(events) if e[0] == "wait")
+    assert sorted(e[1] for e in events[:first_wait]) == ["a1", "b1", "c1", "d1", "web1"]  # all pressed first
+    assert all(e[0] == "press" for e in events[:first_wait])
+    assert all(e[2] for e in events if e[0] == "wait")  # no stop presses a second time at once
+    assert events.index(("press", "db1")) > events.index(("wait", "web1", True))  # dependents first
+
+
+def test_a_guest_that_missed_qemuds_press_is_pressed_by_its_stop(tmp_path, monkeypatch):
+    from qemu_init import hostsvc
+    from qemu_init.runtime import control, proc
+    inventory = _host_with(tmp_path, a1="")
+    calls = []
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
+    monkeypatch.setattr(hostsvc, "press", lambda gc: False)  # its control socket did not answer
+    monkeypatch.setattr(control, "stop", lambda gc, pressed=False, **kw: calls.append(pressed))
+    assert hostsvc.stop(inventory, say=lambda line: None) == 0
+    assert calls == [False]
+
+
+def test_stop_reads_only_the_guests_with_a_pid_file(tmp_path, monkeypatch):
+    from qemu_init import hostsvc
+    from qemu_init.runtime import control, proc
+    inventory = _host_with(tmp_path, a1="", b1="")
+    os.unlink(inventory.paths.pidfile("b1"))
+    (tmp_path / "b1" / "b1-qemud.rc").write_text("RAM=lots\n")  # never read: it cannot be running
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
+    monkeypatch.setattr(hostsvc, "press", lambda gc: True)
+    stopped = []
+    monkeypatch.setattr(control, "stop", lambda gc, **kw: stopped.append(gc.name))
+    loaded = []
+    real = inventory.load_entry
+    monkeypatch.setattr(inventory, "load_entry", lambda entry: loaded.append(entry.name) or real(entry))
+    assert hostsvc.stop(inventory, say=lambda line: None) == 0
+    assert stopped == ["a1"] and loaded == ["a1"]
 
 
 def test_shutdown_estimate_counts_the_time_to_save_a_state():

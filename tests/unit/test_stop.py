@@ -141,6 +141,19 @@ def test_power_button_is_pressed_again_while_the_guest_boots(sock_path):
     assert guest.signals == []
 
 
+def test_a_press_made_just_before_counts_and_is_not_repeated_at_once(sock_path):
+    # qemud stop presses every guest's button itself, then runs the machine with pressed=True
+    guest = FakeGuest(ignore_powerdown=0)  # missed qemud's press (not sent here), obeys the next
+    steps = []
+    with FakeQMP(sock_path, guest.handler) as server:
+        with QMP(sock_path) as conn:
+            stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), 5, False, FAST,
+                     steps.append, pressed=True)
+    assert states(steps) == [POWERDOWN, GONE] and steps[0].why.startswith("pressed the power button")
+    assert server.commands().count("system_powerdown") == 1  # the machine's own: the resend
+    assert FAST.resend - 0.05 < steps[-1].elapsed and steps[-1].why == "powered down (2 presses)"
+
+
 def test_stubborn_guest_gets_quit_when_the_grace_ends(sock_path):
     guest = FakeGuest()
     with FakeQMP(sock_path, guest.handler) as server:
@@ -521,3 +534,23 @@ def test_a_clean_and_a_forced_stop_in_plain_words(sock_path):
         steps = run(sock_path, guest, grace=0.2)
     assert steps[-2].plain().startswith("sending SIGTERM: still running ")
     assert steps[-1].plain() == "forced off after 0.2 s: did not react to the power button (SIGTERM)"
+
+
+def test_a_guest_gone_before_its_stop_looked_is_logged_as_powered_down(tmp_path):
+    # qemud pressed its button and it powered off at once: the stop finds nothing to stop, and
+    # the guest log still tells the stop (test_boot reads the steps there)
+    log, pidfile = tmp_path / "g1.log", tmp_path / "g1.pid"
+    gc = control.GuestControl("g1", pidfile=str(pidfile), lock=str(tmp_path / "g1.lock"), log=str(log))
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    pidfile.write_text(f"{ended.pid}\n")  # what a QEMU that powered off leaves (it cannot remove root's file)
+    steps = []
+    assert control.stop(gc, pressed=True, progress=steps.append) == 0
+    assert [s.state for s in steps] == [POWERDOWN, GONE]
+    logged = [line.split(": stop: ", 1)[1].split()[0] for line in log.read_text().splitlines() if ": stop: " in line]
+    assert logged == ["POWERDOWN", "GONE"]
+    assert not pidfile.exists()
+    log.unlink()
+    # no pid file: another stop (systemd's ExecStop) cleaned up and logged its own steps
+    assert control.stop(gc, pressed=True) == 0 and not log.exists()
+    assert control.stop(gc) == 0 and not log.exists()  # a stop of a guest not running says nothing
