@@ -45,6 +45,7 @@ clean:
 # --- Installation ---------------------------------------------------------------------------
 #   make install [DESTDIR=] [PREFIX=/usr/local] [SUFFIX=qemu-init] [LAYOUT=fhs|appdir]
 #                [APPDIR=/var/lib/qemud] [INITSYS=sysv|openrc|bsd|systemd|none] [PYTHON=python3]
+#                [PLATFORM=freebsd]
 #   make uninstall   with the same variables: removes what the install's manifest lists, except
 #                    configuration files changed since, and folders that are not empty
 # The Python package goes to a private folder (LIBDIR) with small launchers in BINDIR, run by
@@ -61,62 +62,39 @@ SUFFIX ?= qemu-init
 LAYOUT ?= fhs
 APPDIR ?= /var/lib/qemud
 DESTDIR ?=
-# The host's init system when not given: the one running (the marks qemu_init/install.py
-# looks for), else SysV.
-ifeq ($(origin INITSYS),undefined)
-INITSYS := $(shell if [ -d /run/systemd/system ]; then echo systemd; \
-	elif [ -e /run/openrc/softlevel ]; then echo openrc; \
-	elif [ "$$(uname -s)" = FreeBSD ]; then echo bsd; else echo sysv; fi)
-endif
+# The platform to install for: empty, this one; freebsd, FreeBSD's folders (/var/run, rc.d).
+PLATFORM ?=
 MKRUNDIR ?= yes
 # Packages that ship the host service as their own file (a conffile) name it here:
 # `qemu-init install` then leaves it alone. Empty: install keeps it up to date.
 PACKAGED_SERVICE ?=
 
 prefix := $(patsubst %/,%,$(PREFIX))
-# As qemu_init/paths.py: configuration in /etc for PREFIX=/usr, else in PREFIX/etc.
-ETCBASE = $(if $(filter-out /usr,$(prefix)),$(prefix)/etc,/etc)
-ifeq ($(LAYOUT),fhs)
-ETCDIR = $(ETCBASE)/$(SUFFIX)
-VARDIR = /var/lib/$(SUFFIX)
-RUNDIR = /run/$(SUFFIX)
-LOGDIR = /var/log/$(SUFFIX)
-LIBDIR = $(prefix)/lib/$(SUFFIX)
-DATADIR = $(prefix)/share/$(SUFFIX)
-else ifeq ($(LAYOUT),appdir)
-ETCDIR = $(APPDIR)/etc
-VARDIR = $(APPDIR)/var
-RUNDIR = $(APPDIR)/var/run
-LOGDIR = $(APPDIR)/var
-LIBDIR = $(APPDIR)/lib
-DATADIR = $(APPDIR)/dat
-else
-$(error LAYOUT must be fhs or appdir, not '$(LAYOUT)')
+# The folders, and the init system to install for when INITSYS is not given (the one running),
+# are qemu_init/paths.py's: make asks it, so the installed layout and the one qemu-init uses
+# cannot drift apart. It prints NAME=VALUE lines (BINDIR, LIBDIR, DATADIR, EXAMPLESDIR, MANDIR,
+# BASHCOMPDIR, ZSHCOMPDIR, FISHCOMPDIR, ETCDIR, VARDIR, RUNDIR, LOGDIR, SERVICEDIR,
+# INITSYS_GUESS); a folder given on the command line still wins over its assignment here.
+# Asked only for the targets that install.
+ifneq ($(filter stage install uninstall,$(MAKECMDGOALS)),)
+PATHS_MK := $(shell $(PYTHON) -m qemu_init.paths --make '$(LAYOUT)' '$(prefix)' '$(SUFFIX)' '$(APPDIR)' \
+	'$(PLATFORM)' '$(INITSYS)')
+ifeq ($(PATHS_MK),)
+$(error $(PYTHON) -m qemu_init.paths --make failed (see above))
 endif
-BINDIR = $(prefix)/bin
-MANDIR = $(prefix)/share/man
-EXAMPLESDIR = $(DATADIR)/examples
-BASHCOMPDIR = $(prefix)/share/bash-completion/completions
-ZSHCOMPDIR = $(prefix)/share/zsh/site-functions
-FISHCOMPDIR = $(prefix)/share/fish/vendor_completions.d
+$(foreach assignment,$(PATHS_MK),$(eval $(assignment)))
+endif
+INITSYS ?= $(INITSYS_GUESS)
 MANIFEST = $(DATADIR)/install-manifest
-# Where the host service goes, and its file name, for each init system.
-SERVICEDIR_sysv = /etc/init.d
-SERVICEDIR_openrc = /etc/init.d
-SERVICEDIR_bsd = $(ETCBASE)/rc.d
-SERVICEDIR_systemd = /etc/systemd/system
-SERVICEDIR = $(SERVICEDIR_$(INITSYS))
 SERVICE = qemud$(if $(filter systemd,$(INITSYS)),.service)
 SERVICEMODE = $(if $(filter systemd,$(INITSYS)),0644,0755)
 
-STAGE = build/stage
+STAGE ?= build/stage
 INST = DESTDIR='$(DESTDIR)' MANIFEST='$(MANIFEST)' WORK='$(STAGE)/manifest' sh contrib/inst.sh
 
 # Everything install copies, built for these settings. The package is copied, not built with
 # pip: no build backend needed, and the templates symlink is resolved (-L).
 stage:
-	@case '$(INITSYS)' in sysv|openrc|bsd|systemd|none) ;; \
-	*) echo "INITSYS must be sysv, openrc, bsd, systemd or none, not '$(INITSYS)'" >&2; exit 1 ;; esac
 	rm -rf $(STAGE)
 	mkdir -p $(STAGE)/lib $(STAGE)/bin
 	cp -RL qemu_init $(STAGE)/lib/
@@ -132,7 +110,7 @@ stage:
 	$(PYTHON) contrib/mkfiles.py host-conf $(STAGE)/qemu-init.conf
 	$(PYTHON) contrib/mkfiles.py template-cfg $(STAGE)/template-qemu.cfg
 ifneq ($(INITSYS),none)
-	$(PYTHON) contrib/mkfiles.py qemud $(INITSYS) $(LAYOUT) '$(prefix)' '$(SUFFIX)' '$(APPDIR)' '$(BINDIR)' \
+	$(PYTHON) contrib/mkfiles.py qemud $(INITSYS) $(LAYOUT) '$(prefix)' '$(SUFFIX)' '$(APPDIR)' '$(BINDIR)' '$(PLATFORM)' \
 	  $(STAGE)/$(SERVICE)
 	@! grep -F '$(CURDIR)' $(STAGE)/$(SERVICE) || { echo "$(SERVICE) names the build folder" >&2; exit 1; }
 endif

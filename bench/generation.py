@@ -21,17 +21,17 @@ SIZES = (100, 1000, 2000)
 
 def _breakdown(section: Section, sets) -> None:
     """Where generate's time goes, timed in this process (no file written): loading, checking and
-    planning every guest (render.site), then rendering the four init systems. Uses qemu_init's
+    planning every guest (sites.site), then rendering the four init systems. Uses qemu_init's
     internal API: skipped with a note if that changed."""
     try:
-        from qemu_init import render
+        from qemu_init import render, sites
         from qemu_init.inventory import Inventory
         from qemu_init.paths import host_paths
         phases = {}
         for n in (1000, 2000):
             inventory = Inventory(host_paths(str(sets[n].root)))
             began = time.perf_counter()
-            site = render.site(inventory)
+            site = sites.site(inventory)
             loaded = time.perf_counter()
             for init in render.INIT_SYSTEMS:
                 render.render_site(site, init)

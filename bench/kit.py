@@ -34,7 +34,7 @@ def cli() -> List[str]:
 
 
 def helper() -> List[str]:
-    """The runtime helper as the generated scripts call it (see render.helper_command)."""
+    """The runtime helper as the generated scripts call it (see sites.helper_command)."""
     script = BIN / "qemu-init-helper"
     return [str(script)] if os.access(script, os.X_OK) else [PY, "-m", "qemu_init.runtime.helper"]
 

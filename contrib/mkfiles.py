@@ -4,8 +4,9 @@
     mkfiles.py man5 IN OUT       qemu-init(5) from its source, the key lists from the key table
     mkfiles.py host-conf OUT     ETCDIR/qemu-init.conf: every host setting, commented, at its default
     mkfiles.py template-cfg OUT  ETCDIR/template-qemu.cfg: the cfg-file template `new` copies
-    mkfiles.py qemud INITSYS KIND PREFIX SUFFIX APPDIR BINDIR OUT
+    mkfiles.py qemud INITSYS KIND PREFIX SUFFIX APPDIR BINDIR PLATFORM OUT
                                  the host service script of a fresh installation with that layout
+                                 (PLATFORM: "" for this one, or e.g. freebsd)
     mkfiles.py launchers OUTDIR LIBDIR PYTHON
                                  one small script per console_scripts entry of setup.cfg, for a
                                  package installed in the private folder LIBDIR
@@ -104,17 +105,18 @@ def template_cfg() -> str:
     return render.render("new/template-qemu.cfg.j2", name="<name>")
 
 
-def qemud(init: str, kind: str, prefix: str, suffix: str, appdir: str, bindir: str, out: str) -> None:
+def qemud(init: str, kind: str, prefix: str, suffix: str, appdir: str, bindir: str, platform: str,
+          out: str) -> None:
     """The same renderer as `qemu-init generate`, but fed the installation's own layout, no
     guests, and the commands where this installation puts them. `generate` itself would render
     the build machine's registered guests into it and name the build machine's interpreter.
     `qemu-init install` rewrites the script once guests are registered."""
-    from qemu_init import render
+    from qemu_init import render, sites
     from qemu_init.config import default_host
     from qemu_init.paths import Layout, Paths
 
-    paths = Paths.for_layout(Layout(kind=kind, prefix=prefix, suffix=suffix, appdir=appdir))
-    site = render.Site(paths=paths, host=default_host(), guests=(), helper=(os.path.join(bindir, "qemu-init-helper"),),
+    paths = Paths.for_layout(Layout(kind=kind, prefix=prefix, suffix=suffix, appdir=appdir), platform=platform or None)
+    site = sites.Site(paths=paths, host=default_host(), guests=(), helper=(os.path.join(bindir, "qemu-init-helper"),),
                        command=(os.path.join(bindir, "qemu-init"),))
     (item,) = render.qemud_files(site, init)
     write(out, item.text)
@@ -158,7 +160,7 @@ def main(argv: List[str]) -> int:
         write(argv[1], host_conf())
     elif len(argv) == 2 and argv[0] == "template-cfg":
         write(argv[1], template_cfg())
-    elif len(argv) == 8 and argv[0] == "qemud":
+    elif len(argv) == 9 and argv[0] == "qemud":
         qemud(*argv[1:])
     elif len(argv) == 4 and argv[0] == "launchers":
         launchers(*argv[1:])

@@ -318,7 +318,7 @@ def install(init: Optional[str] = typer.Option(None, "--init", metavar="sysv|ope
                                                   help="Install under DIR (for packages).")) -> None:
     """Install the scripts of every registered guest, bridge and the host service, atomically."""
     from . import install as installer
-    from .render import helper_command
+    from .sites import helper_command
     chosen = init or installer.detect_init()
     tree = installer.development_tree(helper_command())
     if tree:

@@ -125,7 +125,9 @@ def status(inventory: Inventory, name: str, as_json: bool = False) -> int:
             codes = {**{v: k for k, v in state.STATES.items()}, state.SAVED: 3}
             return codes.get(str(guest["state"]), 0)
         with _guest(inventory, name, despite_errors=True) as (gc, control):
-            code, line = control.status(gc, agent=True)
+            from .runtime.status import line as status_line
+            st = control.status(gc, agent=True)  # a record, its line made here
+            code, line = st.code, status_line(gc.name, st)
     except ConfigError as exc:
         report(exc.problems)
         return 4  # LSB: status unknown

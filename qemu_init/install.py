@@ -12,7 +12,7 @@ import os
 import stat
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from . import helpercalls, render
+from . import helpercalls, render, sites
 from .errors import RenderError
 from .files import sync_folder_of, write_atomic
 from .inventory import STOP_RECORD, Inventory, recorded_scripts
@@ -70,7 +70,7 @@ def generate(inventory: Inventory, init: Optional[str] = None, output_dir: Optio
     inits = _inits(init)
     if output_dir is None and len(inits) > 1:
         raise RenderError("--init all needs --output: the init systems' scripts would overwrite each other")
-    site = render.site(inventory, names, helper=helper)
+    site = sites.site(inventory, names, helper=helper)
     files = []
     for each in inits:
         for item in render.render_site(site, each, qemud=not names):
@@ -127,7 +127,7 @@ def install(inventory: Inventory, init: Optional[str] = None, destdir: Optional[
     inits = _inits(init)
     if len(inits) > 1:
         raise RenderError("install takes one init system; use generate --init all --output DIR to see them all")
-    site = render.site(inventory, helper=helper)
+    site = sites.site(inventory, helper=helper)
     packaged = packaged_service(inventory.paths)
     files = []
     for item in render.render_site(site, inits[0]):
@@ -150,7 +150,7 @@ def install(inventory: Inventory, init: Optional[str] = None, destdir: Optional[
     return written
 
 
-def _stop_records(site: render.Site) -> str:
+def _stop_records(site: sites.Site) -> str:
     """Each guest's stop command as its script runs it, one JSON list a line: the host service
     and `status` read it back (Inventory.bare_control) when the guest's files have gone bad."""
     lines = []

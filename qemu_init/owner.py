@@ -21,28 +21,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: ~4 ms of every command
 if TYPE_CHECKING:
     from typing import Callable, List, Optional, Sequence, Tuple
 
 from .errors import GuestError
-from .paths import Paths
+from .paths import SYSTEMD_RUNNING, Paths, detect_init
 
-SYSTEMD_RUNNING = "/run/systemd/system"  # sd_booted()
 if TYPE_CHECKING:
     Say = Callable[[str], None]
-
-
-def detect_init() -> str:
-    """The init system that booted this host, by the marks each leaves at run time."""
-    if os.path.isdir(SYSTEMD_RUNNING):  # sd_booted()
-        return "systemd"
-    if os.path.exists("/run/openrc/softlevel"):  # what openrc-run itself checks
-        return "openrc"
-    if sys.platform.startswith("freebsd"):
-        return "bsd"
-    return "sysv"
 
 
 def guest_service(init: str, name: str) -> str:

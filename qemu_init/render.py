@@ -1,108 +1,34 @@
-"""Rendering: one Jinja environment, quoting filters, and the files ``new`` writes.
+"""Rendering: one Jinja environment, the files ``new`` writes, and every script and unit of a
+Site (sites.py), each guest's, bridge's and the host service's.
 
-Values reach a script only through a quoting filter (``sh`` for POSIX sh, ``unit`` for systemd
-``Exec*=`` lines, ``unittext`` for other unit settings, ``comment`` for ``#`` lines); templates make
-no decisions beyond ``if``/``for`` over fields computed here.
+Values reach a script only through a quoting filter (quoting.py); templates make no decisions
+beyond ``if``/``for`` over fields computed here. Service names are owner.py's, timeouts
+services.py's.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
-import shlex
-import sys
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Sequence
 
 import jinja2
 
 from . import __version__, helpercalls, trust
 from .checks import FORCED_STEPS, shutdown_estimate, shutdown_time
-from .cmdline import Plan
 from .cmdline import plan as cmdline_plan
-from .errors import ERROR, ConfigError, RegistryError, RenderError
-from .inventory import Inventory
+from .errors import RenderError
 from .keys import RC_KEYS
-from .model import Guest, Host, Source
+from .model import Source
 from .owner import bridge_service, guest_service
-from .paths import Paths, read_layout
+from .paths import INIT_SYSTEMS, SERVICE_FOLDER, Paths
+from .quoting import comment, sh, shjoin, shlines, unit, unitjoin, unitlines, unittext
 from .runtime.control import LAUNCH_TIMEOUT
+from .services import START_MARGIN, STOP_MARGIN, start_timeout, stop_timeout, unit_file
+from .sites import GuestInfo, Site
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-
-
-def sh(value: Any) -> str:
-    """One POSIX sh word that stands for exactly ``value``."""
-    return shlex.quote(str(value))
-
-
-def shjoin(words: Iterable[Any]) -> str:
-    return " ".join(sh(w) for w in words)
-
-
-def shlines(lines: Iterable[Iterable[Any]], tabs: int = 1) -> str:
-    """A command as lines of words (a helper call: runtime/helperargs.lines), each line's words
-    quoted and joined, the lines continued with a backslash and indented by ``tabs`` tabs."""
-    return (" \\\n" + "\t" * tabs).join(shjoin(words) for words in lines)
-
-
-# systemd ends a unit line at \n, \r and NUL; other non-printable characters (C0, DEL, C1 such as
-# U+0085, U+2028/2029) are escaped as well, so no value can ever start a line of its own.
-_UNIT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _c_escape(char: str) -> str:
-    """A non-printable character as a C escape that systemd's unquoting gives back (``\\xNN``
-    only below 0x80: above, systemd would take it for a raw byte, not a code point)."""
-    code = ord(char)
-    if char in _UNIT_ESCAPES:
-        return _UNIT_ESCAPES[char]
-    if code < 0x80:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-
-def unit(value: Any) -> str:
-    """One word of a systemd ``Exec*=`` line: ``$``/``%`` doubled, quoted when needed, every
-    non-printable character C-escaped inside the quotes."""
-    text = str(value).replace("%", "%%").replace("$", "$$")
-    if text and text.isprintable() and not any(c in text for c in " \"';\\"):
-        return text
-    return '"' + "".join(_unit_quoted(c) for c in text) + '"'
-
-
-def _unit_quoted(char: str) -> str:
-    if not char.isprintable():
-        return _c_escape(char)
-    return "\\" + char if char in "\\\"" else char
-
-
-def unitjoin(words: Iterable[Any]) -> str:
-    return " ".join(unit(w) for w in words)
-
-
-def unitlines(lines: Iterable[Iterable[Any]], tabs: int = 1) -> str:
-    """shlines for a systemd Exec*= line."""
-    return (" \\\n" + "\t" * tabs).join(unitjoin(words) for words in lines)
-
-
-def unittext(value: Any) -> str:
-    """A unit setting's whole value (Description=, PIDFile=): one line, ``%`` doubled, no
-    trailing backslash (it would continue the line). Whitespace runs (line breaks included)
-    become one space; any other non-printable character is written as its C escape, as text:
-    these settings are not unescaped, but a NUL or a lone control character must not reach the file."""
-    text = " ".join(str(value).replace("%", "%%").split())
-    return "".join(c if c.isprintable() else _c_escape(c) for c in text).rstrip("\\ ")
-
-
-def comment(value: Any) -> str:
-    """Text safe inside a ``#`` comment line (no line breaks can end the comment, and no trailing
-    backslash can continue it in a systemd unit; no NUL or other control character, at which
-    systemd would end the line)."""
-    text = " ".join(str(value).split())
-    return "".join(c if c.isprintable() else _c_escape(c) for c in text).rstrip("\\ ")
 
 
 @functools.lru_cache(maxsize=None)
@@ -143,16 +69,6 @@ def new_cfgfile(name: str, template_path: str) -> str:
 
 # --- init scripts ---------------------------------------------------------------------------
 
-INIT_SYSTEMS = ("sysv", "openrc", "bsd", "systemd")
-
-# Where ``install`` puts each init system's services: an attribute of Paths.
-SERVICE_FOLDER = {"sysv": "initdir", "openrc": "initdir", "bsd": "rcddir", "systemd": "unitdir"}
-
-# Seconds systemd waits beyond our own stop sequence before it signals QEMU itself.
-STOP_MARGIN = 10
-# Seconds systemd allows a guest's start beyond the helper's own wait for QEMU (LAUNCH_TIMEOUT):
-# the lock, the checks, PRECMD and POSTCMD.
-START_MARGIN = 30
 
 SCRIPT_MODE = 0o755
 UNIT_MODE = 0o644
@@ -166,109 +82,6 @@ class Rendered(NamedTuple):
     text: str
     mode: int
     folder: str
-
-
-@dataclass(frozen=True)
-class GuestInfo:
-    number: int
-    guest: Guest
-    plan: Plan
-
-
-@dataclass(frozen=True)
-class Site:
-    """Everything the scripts are made from, computed before any template runs.
-
-    ``site()`` builds it from the Inventory; golden tests build it with fixed paths.
-    """
-
-    paths: Paths
-    host: Host
-    guests: Tuple[GuestInfo, ...]
-    helper: Tuple[str, ...]  # how scripts call the runtime helper
-    command: Tuple[str, ...]  # how the host service calls qemu-init, --root included
-    host_source: Optional[Source] = None  # the host settings, when there is such a file
-
-    @property
-    def bridges(self) -> Tuple[str, ...]:
-        return tuple(dict.fromkeys(b for info in self.guests for b in info.guest.bridges))
-
-
-def _command(name: str) -> Optional[str]:
-    """The console script ``name`` of this installation: in the BINDIR that ``make install``
-    recorded (it keeps the package in a private folder, so ``python -m`` would not find it),
-    else beside the interpreter (a venv, a distribution package)."""
-    bindir = read_layout().bindir
-    if bindir:
-        return os.path.join(bindir, name)
-    script = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), name)
-    return script if os.access(script, os.X_OK) else None
-
-
-def helper_command() -> Tuple[str, ...]:
-    """How scripts run the helper: its console script, else its module by this interpreter."""
-    script = _command("qemu-init-helper")
-    return (script,) if script else (os.path.abspath(sys.executable), "-m", "qemu_init.runtime.helper")
-
-
-def cli_command(paths: Paths) -> Tuple[str, ...]:
-    """``qemu-init`` as the host service runs it, with the sandbox root if there is one."""
-    script = _command("qemu-init")
-    base = (script,) if script else (os.path.abspath(sys.executable), "-m", "qemu_init")
-    return base + (("--root", paths.root) if paths.root else ())
-
-
-def file_source(path: str) -> Optional[Source]:
-    try:
-        return Source(path, hashlib.sha256(trust.read_file(path)).hexdigest())
-    except FileNotFoundError:
-        return None
-
-
-def site(inventory: Inventory, names: Sequence[str] = (), helper: Optional[Sequence[str]] = None,
-         command: Optional[Sequence[str]] = None) -> Site:
-    """The Site of ``names`` (default: every registered guest).
-
-    Nothing is rendered from an invalid configuration: every error of the selected guests is
-    raised at once as a ConfigError.
-    """
-    entries = inventory.entries()
-    if names:
-        by_name = {e.name.lower(): e for e in entries}
-        missing = [n for n in names if n.lower() not in by_name]
-        if missing:
-            raise RegistryError(f"{', '.join(missing)}: not registered (see `qemu-init list`)")
-        entries = list({by_name[n.lower()].name: by_name[n.lower()] for n in names}.values())
-    # Checked like `qemu-init check` does (host settings included), so it says the same.
-    errors = [p for p in inventory.check([e.name for e in entries]) if p.level == ERROR]
-    if errors:
-        raise ConfigError(errors)
-    guests = []
-    for entry in entries:
-        guest = inventory.load_entry(entry).guest  # valid: checked just above
-        assert guest is not None
-        guests.append(GuestInfo(entry.number, guest, inventory.plan(entry, guest)))
-    return Site(paths=inventory.paths, host=inventory.host, guests=tuple(guests),
-                helper=tuple(helper) if helper else helper_command(),
-                command=tuple(command) if command else cli_command(inventory.paths),
-                host_source=file_source(inventory.paths.host_conf))
-
-
-# Service names: owner.guest_service, owner.bridge_service. Guest names are letters and digits; bridge names may hold "." and "-", which
-# rc.conf variables (qemu_bridge_<br>_enable) cannot.
-def unit_file(name: str) -> str:
-    return name + ".service"
-
-
-def start_timeout() -> int:
-    """systemd's TimeoutStartSec for one guest: the helper gives QEMU LAUNCH_TIMEOUT to come up,
-    and systemd must not kill the start (and the QEMU with it) before the helper gives up."""
-    return math.ceil(LAUNCH_TIMEOUT) + START_MARGIN
-
-
-def stop_timeout(stopdelay: int) -> int:
-    """systemd's TimeoutStopSec for a guest: the clean shutdown, the forced steps, a margin."""
-    return stopdelay + FORCED_STEPS + STOP_MARGIN
 
 
 def _bridge_marker(paths: Paths, bridge: str) -> str:

@@ -25,34 +25,22 @@ SAVED = "saved"  # LSB 3, as stopped
 def guest_state(inventory: Inventory, entry: Entry, auto: Set[str]) -> Dict[str, object]:
     """One guest as `list`, `status` and `qemud status` show it (the --json schema in
     man/qemu-init.8): a guest whose files went bad is looked at through its pid file."""
-    from .runtime import control, proc, savestate
-    from .runtime.status import monitor_text, vnc_text
+    from .runtime import control
 
     loaded = inventory.load_entry(entry)
     errors = [p for p in inventory.host_problems + loaded.problems if p.level == ERROR]
     guest = loaded.guest
     invalid = guest is None or bool(errors)
     gc = inventory.bare_control(entry.name) if invalid else inventory.control(entry, guest)
-    code, line = control.status(gc)
-    state = STATES.get(code, "unknown")
-    if code == 3 and savestate.saved(gc.statefile):
-        state = SAVED
-    if code == 0:
-        detail = line.split(": ", 1)[-1]
-        state = detail.split(" (", 1)[0] or "running"  # QEMU's run state: paused, …
-    pid = None
-    if code == 0:
-        try:
-            pid = proc.probe(gc.pidfile, gc.name, gc.uids)[1]
-        except OSError:
-            pid = None
-    running = code == 0
+    st = control.status(gc)
+    running = st.running
+    # QEMU's run state when it runs (paused, …); "saved" for a stopped guest with a saved state
+    state = st.state if running or st.state == SAVED else STATES.get(st.code, "unknown")
     return {
         "number": entry.number, "name": entry.name, "folder": entry.folder,
         "description": guest.desc if guest is not None and not invalid else "",
-        "autostart": entry.name.lower() in auto, "state": state, "pid": pid,
-        "vnc": (vnc_text(gc.vnc) or None) if running else None,
-        "monitor": (monitor_text(gc.monitor, gc.hmp) or None) if running else None,
+        "autostart": entry.name.lower() in auto, "state": state, "pid": st.pid if running else None,
+        "vnc": st.vnc or None, "monitor": st.monitor or None,
         "problem": (str(errors[0]) if errors else "cannot be loaded") if invalid else None,
     }
 

@@ -18,6 +18,7 @@ from . import helperargs, hooks, proc
 from .guestlog import log, makedirs, nofollow_error, open_log, warn
 from .lock import locked
 from .monitor import MONITOR_TIMEOUT
+from .status import status  # noqa: F401  (the record of status: control.status as start and stop)
 
 # typing.TYPE_CHECKING without importing typing: ``typing`` and ``dataclasses`` (which loads
 # ``inspect``) took ~10 ms of every helper run; without them a ``status`` costs ~14 ms beyond the
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 
 LAUNCH_TIMEOUT = 120.0  # QEMU preallocating a large RAM or opening slow storage takes a while
 LOCK_SLACK = 60.0       # a start waits for a running stop: its STOPDELAY plus this
-STATUS_QMP_TIMEOUT = 2.0
-STATUS_AGENT_TIMEOUT = 0.5
-_STATES = {"running": "running", "paused": "paused", "shutdown": "shutting down",
-           "suspended": "suspended", "guest-panicked": "crashed (guest-panicked)"}
 
 # Every option a script passes the helper is a field (helperargs.py: "taps" are (tap, bridge),
 # bridge empty where only deleting the tap matters; "sources" (path, sha256) the script was made
@@ -100,48 +97,6 @@ def _probe(gc: GuestControl) -> Tuple[str, Optional[int]]:
         return proc.probe(gc.pidfile, gc.name, gc.uids)
     except OSError as e:
         raise GuestError(f"cannot tell whether it runs: {e.filename or gc.pidfile}: {e.strerror}", 4)
-
-
-# -- status ------------------------------------------------------------------------------------
-
-def status(gc: GuestControl, agent: bool = False) -> Tuple[int, str]:
-    """(LSB status code, one human line). ``agent``: say whether the guest agent answers (a
-    probe of up to half a second; tables of every guest leave it out)."""
-    try:
-        kind, pid = proc.probe(gc.pidfile, gc.name, gc.uids)
-    except OSError as e:
-        return 4, f"{gc.name}: unknown ({e.filename or gc.pidfile}: {e.strerror})"
-    if kind == proc.ABSENT:
-        from . import savestate
-        if savestate.saved(gc.statefile):
-            return 3, f"{gc.name}: saved ({savestate.describe(gc.statefile)})"
-        return 3, f"{gc.name}: not running"
-    if kind == proc.BADFILE:
-        return 1, f"{gc.name}: dead, but pid file {gc.pidfile} exists (without a pid)"
-    if kind == proc.DEAD:
-        return 1, f"{gc.name}: dead, but pid file {gc.pidfile} exists (pid {pid})"
-    if kind == proc.FOREIGN:
-        return 1, f"{gc.name}: not running, stale pid file {gc.pidfile} (pid {pid} is not this guest)"
-    from .qmp import QMP
-    from .status import monitor_text, vnc_text
-    shown = (("vnc", vnc_text(gc.vnc)), ("monitor", monitor_text(gc.monitor, gc.hmp)))
-    details = [f"pid {pid}"] + [f"{k} {v}" for k, v in shown if v]
-    try:
-        with QMP(gc.qmp, STATUS_QMP_TIMEOUT) as q:
-            result = q.execute("query-status")
-        state = str(result.get("status", "unknown")) if isinstance(result, dict) else "unknown"
-        state = _STATES.get(state, state)
-    except QMPError:
-        state = "running"
-        details.append("QMP not answering")
-    if agent and gc.agent:
-        from . import agent as guest_agent
-        answers = guest_agent.answers(gc.agent, STATUS_AGENT_TIMEOUT)
-        details.append("agent answers" if answers else "agent not answering")
-    if gc.console_log:
-        from .console import trim_log
-        trim_log(gc.console_log)
-    return 0, f"{gc.name}: {state} ({', '.join(details)})"
 
 
 # -- start -------------------------------------------------------------------------------------

@@ -114,9 +114,10 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
             return console.tail(gc.console_log, max(args.tail, 0))
         return console.attach(gc.name, gc.console, gc.console_log)
     if args.action == "status":
-        code, line = control.status(gc, agent=True)
-        print(line)
-        return code
+        from .status import line
+        st = control.status(gc, agent=True)
+        print(line(gc.name, st))
+        return st.code
     if args.action == "start":
         return control.start(gc)
 

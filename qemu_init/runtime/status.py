@@ -1,8 +1,98 @@
-"""How the status line and ``show`` describe a guest's VNC display and human monitor: from the
-data the helper is given (``--vnc ADDR:N``, ``--monitor ADDR:PORT``, ``--hmp SOCKET``), so the
-command line carries no display text and ``show`` and ``status`` say the same."""
+"""What a guest is doing, as a record (``status``), and its one line for people (``line``),
+formatted at the edge: the helper and ``qemu-init status`` print the line, ``list``/``--json``
+(qemu_init/state.py) read the record's fields. Also how the status line and ``show`` describe a
+guest's VNC display and human monitor: from the data the helper is given (``--vnc ADDR:N``,
+``--monitor ADDR:PORT``, ``--hmp SOCKET``), so the command line carries no display text.
+
+``gc`` is anything with ``name``, ``pidfile``, ``qmp``, ``uids``, ``vnc``, ``monitor`` and
+``hmp`` (a control.GuestControl). No lock is taken: status must answer while a stop waits.
+"""
 
 from __future__ import annotations
+
+from collections import namedtuple
+
+from ..errors import QMPError
+from . import proc
+
+STATUS_QMP_TIMEOUT = 2.0
+STATUS_AGENT_TIMEOUT = 0.5  # status NAME asks an AGENT=yes guest's agent this long at most
+# QEMU's run states in a user's words (query-status); others are shown as QEMU says them.
+_STATES = {"running": "running", "paused": "paused", "shutdown": "shutting down",
+           "suspended": "suspended", "guest-panicked": "crashed (guest-panicked)"}
+# What each kind of pid file (proc.probe) means, with its LSB code; SAVED: not running, its
+# saved state waiting for the next start (ONSHUTDOWN=save, savestate.py).
+NOT_RUNNING, DEAD, STALE, UNKNOWN, SAVED = "not running", "dead", "stale", "unknown", "saved"
+
+
+class Status(namedtuple("Status", "code state pid why vnc monitor")):
+    """``code``: LSB's (0 running, 1 dead, 3 stopped, 4 unknown). ``state``: QEMU's run state in
+    words when it runs ("running", "paused", "shutting down", …), else NOT_RUNNING, SAVED, DEAD,
+    STALE or UNKNOWN. ``pid``: the guest's (or the stale one's), None without one. ``why``: what more
+    there is to say ("QMP not answering", the error that left it unknown, the pid file's
+    trouble). ``vnc``, ``monitor``: where to reach a running guest ("" when not)."""
+
+    __slots__ = ()
+
+    @property
+    def running(self) -> bool:
+        return self.code == 0
+
+
+def status(gc, agent: bool = False) -> Status:  # type: ignore[no-untyped-def]
+    """What the guest is doing, from its pid file, the process and (when it runs) QMP. ``agent``:
+    say in ``why`` whether the guest agent answers (up to STATUS_AGENT_TIMEOUT; tables of every
+    guest leave it out). A console log over its cap is trimmed (runtime/console.py)."""
+    console_log = getattr(gc, "console_log", "")
+    if console_log:
+        from .console import trim_log
+        trim_log(console_log)
+    try:
+        kind, pid = proc.probe(gc.pidfile, gc.name, gc.uids)
+    except OSError as e:
+        return Status(4, UNKNOWN, None, f"{e.filename or gc.pidfile}: {e.strerror}", "", "")
+    if kind == proc.ABSENT:
+        statefile = getattr(gc, "statefile", "")
+        if statefile:
+            from . import savestate
+            if savestate.saved(statefile):
+                return Status(3, SAVED, None, savestate.describe(statefile), "", "")
+        return Status(3, NOT_RUNNING, None, "", "", "")
+    if kind == proc.BADFILE:
+        return Status(1, DEAD, None, f"pid file {gc.pidfile} exists (without a pid)", "", "")
+    if kind == proc.DEAD:
+        return Status(1, DEAD, pid, f"pid file {gc.pidfile} exists (pid {pid})", "", "")
+    if kind == proc.FOREIGN:
+        return Status(1, STALE, pid, f"stale pid file {gc.pidfile} (pid {pid} is not this guest)", "", "")
+    from .qmp import QMP
+    why = ""
+    try:
+        with QMP(gc.qmp, STATUS_QMP_TIMEOUT) as q:
+            result = q.execute("query-status")
+        state = str(result.get("status", "unknown")) if isinstance(result, dict) else "unknown"
+        state = _STATES.get(state, state)
+    except QMPError:
+        state, why = "running", "QMP not answering"
+    if agent and getattr(gc, "agent", ""):
+        from .agent import answers
+        said = "agent answers" if answers(gc.agent, STATUS_AGENT_TIMEOUT) else "agent not answering"
+        why = f"{why}, {said}" if why else said
+    return Status(0, state, pid, why, vnc_text(gc.vnc), monitor_text(gc.monitor, gc.hmp))
+
+
+def line(name: str, st: Status) -> str:
+    """The one line ``status`` prints: "web1: running (pid 42, vnc …, monitor …)"."""
+    if st.code == 4:
+        return f"{name}: unknown ({st.why})"
+    if st.code == 3:
+        return f"{name}: saved ({st.why})" if st.state == SAVED else f"{name}: not running"
+    if st.state == STALE:
+        return f"{name}: not running, {st.why}"
+    if st.code == 1:
+        return f"{name}: dead, but {st.why}"
+    details = [f"pid {st.pid}"] + [f"{k} {v}" for k, v in (("vnc", st.vnc), ("monitor", st.monitor)) if v]
+    return f"{name}: {st.state} ({', '.join(details + ([st.why] if st.why else []))})"
+
 
 VNC_BASE_PORT = 5900  # display N is TCP port 5900+N
 

@@ -14,7 +14,7 @@ from typing import Dict, List
 import pytest
 
 from guestkit import run
-from qemu_init import render
+from qemu_init import quoting
 from qemu_init.checks import FORCED_STEPS, shutdown_time
 from qemu_init.runtime.control import LAUNCH_TIMEOUT
 
@@ -98,11 +98,11 @@ def test_no_value_can_start_a_unit_line_of_its_own(tmp_path):
     would, as the raw control shows: it warns about the unknown BogusKey)."""
     def verify(words):
         unit = tmp_path / "nasty.service"
-        unit.write_bytes((f"[Unit]\nDescription={render.unittext(NASTY[0])}\n[Service]\nType=oneshot\n"
+        unit.write_bytes((f"[Unit]\nDescription={quoting.unittext(NASTY[0])}\n[Service]\nType=oneshot\n"
                           f"ExecStart=/bin/echo {words}\n").encode())
         return run(ANALYZE, "verify", "--man=no", str(unit))
 
-    result = verify(render.unitjoin(NASTY))
+    result = verify(quoting.unitjoin(NASTY))
     assert result.returncode == 0 and result.stderr == "", result.stderr
     raw = verify(" ".join(NASTY))
     assert "BogusKey" in raw.stderr

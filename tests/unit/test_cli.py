@@ -1,15 +1,13 @@
 """The command line as a user runs it: exit codes, one line per problem, never a traceback."""
 
-import subprocess
-import sys
-
+import inprocess
 
 VALID = "NAME={name}\nTGTARCH=qemu-system-x86_64\nKVM=no\n"
 
 
 def qi(root, *args, check=None):
-    proc = subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=60)
+    """`qemu-init --root ROOT ARGS...`, run in this process (inprocess.py)."""
+    proc = inprocess.run(["--root", str(root), *args])
     assert "Traceback" not in proc.stderr, proc.stderr
     if check is not None:
         assert proc.returncode == check, (proc.stdout, proc.stderr)

@@ -70,19 +70,47 @@ def metavars(path, help_text):
     return found
 
 
+# `qemu-init PATH... --help` of every command in one interpreter (one start instead of one per
+# command): each run exactly as `python -m qemu_init` runs, its output and exit code collected.
+HELPS = """
+import contextlib, io, json, runpy, sys
+out = []
+for path in json.loads(sys.argv[1]):
+    sys.argv = ["qemu-init", *path, "--help"]
+    text, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_module("qemu_init", run_name="__main__", alter_sys=True)
+        except SystemExit as e:
+            code = e.code or 0
+    out.append([code, text.getvalue(), err.getvalue()])
+print(json.dumps(out))
+"""
+
+
+def helps(python, paths):
+    """(exit code, stdout, stderr) of `qemu-init PATH... --help` for each of ``paths``."""
+    import json
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="100")
+    env.pop("QEMU_INIT_ROOT", None)
+    proc = subprocess.run([python, "-c", HELPS, json.dumps(paths)], capture_output=True, text=True,
+                          timeout=120, env=env, cwd=str(REPO))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    return json.loads(proc.stdout)
+
+
 @pytest.mark.parametrize("python", PYTHONS)
 def test_help_of_every_command_is_plain_with_upper_case_metavars(python):
-    for path in command_paths():
-        proc = run(python, *path, "--help")
-        assert proc.returncode == 0, (path, proc.stderr)
-        text = proc.stdout
+    paths = command_paths()
+    for path, (code, text, err) in zip(paths, helps(python, paths)):
+        assert code == 0 and "Traceback" not in err, (path, err)
         assert not set(text) & set("╭╮╰╯│─"), f"{path}: help drawn in boxes:\n{text}"
         assert "<" not in text or "<command line>" in text, f"{path}: type metavars:\n{text}"
         bad = [m for m in metavars(path, text) if not METAVAR.match(m)]
         assert bad == [], f"qemu-init {' '.join(path)} --help: metavars {bad}\n{text}"
-    check = run(python, "check", "--help").stdout
+    check, monitor = (text for _, text, _ in helps(python, [["check"], ["monitor"]]))
     assert "--init sysv|openrc|bsd|systemd" in check  # the choices, not a bare type
-    monitor = run(python, "monitor", "--help").stdout
     assert "Usage: qemu-init monitor [OPTIONS] NAME [COMMAND]..." in monitor
 
 

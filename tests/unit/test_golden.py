@@ -1,10 +1,11 @@
 """Golden files: each case under tests/golden/ pairs configuration with what qemu-init makes of it.
 
 A case folder holds the inputs (``<name>-qemud.rc``, optional ``<name>-qemu.cfg``, optional
-``qemu-init.conf``; header comments ``# TEST:`` say what it shows, ``# EXPECT_ERROR: KEY:
-message`` makes it a case that must fail the
-checks) and the expected outputs: ``<name>.argv`` (the QEMU command line, one argument per line)
-and ``<init>/<file>`` for every file generated for each init system.
+``qemu-init.conf``; header comments ``# TEST:`` say what it shows, ``# EXPECT_ERROR:
+FILE:LINE: KEY: message`` (the whole line, FILE relative to the case) makes it a case that
+must fail the checks) and the expected outputs: ``<name>.argv`` (the QEMU command line, one
+option with its value a line, sh-quoted) and ``<init>/<file>`` for every file generated for
+each init system.
 
 A mismatch fails with a unified diff; a missing expected file fails, and so does one that is no
 longer generated. ``pytest --update-golden`` (``make golden``) rewrites them all: review the diff.
@@ -27,13 +28,14 @@ from typing import Dict, List
 
 import pytest
 
-from qemu_init import records, render
+from qemu_init import quoting, records, render, sites
 from qemu_init.cmdline import plan
 from qemu_init.config import load_guest, load_host
 from qemu_init.errors import ERROR
 from qemu_init.inventory import Inventory
 from qemu_init.model import Source
 from qemu_init.paths import Layout, Paths
+from qemu_init.runtime import helperargs
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 ROOT = "/srv/qi-golden"
@@ -71,14 +73,16 @@ def inputs(case: Path) -> Path:
 
 
 def problems(case: Path, tmp_path: Path) -> List[str]:
-    """``KEY: message`` of every error ``check`` finds in the case, as a user would see it."""
+    """``file:line: KEY: message`` of every error ``check`` finds in the case, as a user would
+    see it, with the file named relative to the case folder."""
     case = inputs(case)
     paths = Paths.for_layout(Layout(), str(tmp_path / "root"))
     os.makedirs(paths.etcdir)
     if (case / "qemu-init.conf").exists():
         (Path(paths.host_conf)).write_bytes((case / "qemu-init.conf").read_bytes())
     found = Inventory(paths).check([str(rc) for rc in sorted(case.glob("*-qemud.rc"))])
-    return [f"{p.key}: {p.message}" for p in found if p.level == ERROR]
+    # the whole line a user reads, the case's file named as in the case folder
+    return [str(p).replace(str(case) + os.sep, "", 1) for p in found if p.level == ERROR]
 
 
 def stable(path: str, case: Path) -> str:
@@ -87,7 +91,7 @@ def stable(path: str, case: Path) -> str:
     return f"{ROOT}/guests/{case.name}/{path[len(prefix):]}" if path.startswith(prefix) else path
 
 
-def golden_site(case: Path) -> render.Site:
+def golden_site(case: Path) -> sites.Site:
     case = inputs(case)
     paths = Paths.for_layout(Layout(), ROOT)
     conf = case / "qemu-init.conf"
@@ -105,21 +109,26 @@ def golden_site(case: Path) -> render.Site:
             guest, folder=stable(guest.folder + os.sep, case).rstrip("/"), rcfile=moved(guest.rcfile),
             cfgfile=moved(guest.cfgfile) if guest.cfgfile else None,
             drives=tuple(records.replace(d, file=stable(d.file, case)) for d in guest.drives))
-        infos.append(render.GuestInfo(number, guest, plan(guest, number, host, paths)))
-    host_source = render.file_source(str(conf))
-    return render.Site(paths=paths, host=host, guests=tuple(infos), helper=HELPER, command=COMMAND,
+        infos.append(sites.GuestInfo(number, guest, plan(guest, number, host, paths)))
+    host_source = sites.file_source(str(conf))
+    return sites.Site(paths=paths, host=host, guests=tuple(infos), helper=HELPER, command=COMMAND,
                        host_source=Source(paths.host_conf, host_source.sha256) if host_source else None)
 
 
 def expected_outputs(case: Path) -> Dict[str, str]:
     """Relative path in the case folder -> the text qemu-init makes now."""
     site = golden_site(case)
-    outputs = {f"{info.guest.name.lower()}.argv": "".join(a + "\n" for a in info.plan.argv)
-               for info in site.guests}
+    outputs = {f"{info.guest.name.lower()}.argv": argv_text(info.plan.argv) for info in site.guests}
     for init in render.INIT_SYSTEMS:
         for item in render.render_site(site, init):
             outputs[f"{init}/{item.path}"] = item.text
     return outputs
+
+
+def argv_text(argv) -> str:
+    """The QEMU command line as a golden file holds it: the program, then one option with its
+    value a line (as Proxmox's cfg2cmd tests), each word quoted as sh would need it."""
+    return "".join(quoting.shjoin(words) + "\n" for words in helperargs.argv_lines(argv))
 
 
 def stored_outputs(case: Path) -> Dict[str, Path]:

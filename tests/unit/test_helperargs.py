@@ -4,13 +4,13 @@ systems, the helper's parser, GuestControl and the install record all follow tha
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from qemu_init import helpercalls, install, render
+import inprocess
+
+from qemu_init import helpercalls, install, quoting, render
 from qemu_init.inventory import Inventory
 from qemu_init.paths import Layout, Paths
 from qemu_init.runtime import control, helper, helperargs
@@ -108,7 +108,7 @@ def test_an_option_added_to_the_table_reaches_all_four_init_systems_and_the_pars
         found = re.findall(r"^\s*--colour (.*?)(?: \\)?$", text, re.M)
         calls = 2 if init == "systemd" else 3  # a unit has no status verb: ExecStart, ExecStop
         assert len(found) == calls, (init, found)
-        assert all(render.unit(web1.guest.desc) in f or render.sh(web1.guest.desc) in f for f in found)
+        assert all(quoting.unit(web1.guest.desc) in f or quoting.sh(web1.guest.desc) in f for f in found)
     parser = helper._parser("status")
     args = parser.parse_args(["status", "vm1", "--pidfile", "P", "--qmp", "S", "--runas", "u", "--colour", "red"])
     assert args.desc == "red"
@@ -133,8 +133,7 @@ def test_a_guest_whose_files_went_bad_is_stopped_as_its_installed_script_says(tm
     vms.mkdir()
     rc = vms / "odd1-qemud.rc"
     rc.write_text(RC.format(name="odd1", extra="STOPDELAY=77\nRUNAS=root\nBRIDGE=br9\n"))
-    done = subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), "register", str(vms)],
-                          capture_output=True, text=True)
+    done = inprocess.run(["--root", str(root), "register", str(vms)])
     assert done.returncode == 0, done.stderr
     inventory = Inventory(Paths.for_layout(Layout(), str(root)))
     before = inventory.bare_control("odd1")  # nothing installed yet: the defaults

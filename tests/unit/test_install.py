@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import inprocess
 
 from qemu_init import install
 from qemu_init.errors import ConfigError, RenderError
@@ -20,8 +21,7 @@ RC = "NAME={name}\nTGTARCH=qemu-system-x86_64\nKVM=no\nBRIDGE={bridge}\n{extra}"
 
 
 def qi(root, *args):
-    return subprocess.run([sys.executable, "-m", "qemu_init", "--root", str(root), *args],
-                          capture_output=True, text=True, timeout=60)
+    return inprocess.run(["--root", str(root), *args])  # qemu-init, in this process
 
 
 @pytest.fixture
@@ -176,7 +176,7 @@ def test_install_warns_when_the_scripts_would_call_into_a_development_tree(tmp_p
     (vms / "a1-qemud.rc").write_text(RC.format(name="a1", bridge="none", extra=""))
     assert qi(root, "register", str(vms)).returncode == 0
     proc = qi(root, "install", "--init", "sysv")
-    tree = install.development_tree(install.render.helper_command())
+    tree = install.development_tree(install.sites.helper_command())
     repo = str(Path(__file__).resolve().parents[2])
     if tree is None:  # the tests run from an installed copy, not from the clone
         assert "development tree" not in proc.stderr

@@ -9,7 +9,7 @@ import jinja2
 import jinja2.nodes as nodes
 import pytest
 
-from qemu_init import render
+from qemu_init import quoting, render, services, sites
 from qemu_init.checks import FORCED_STEPS
 from qemu_init.paths import Layout, Paths
 from qemu_init.runtime import helperargs
@@ -45,12 +45,12 @@ def test_undefined_values_are_errors_not_empty_text():
 @pytest.mark.parametrize("value", NASTY)
 def test_sh_quoting_gives_the_value_back_byte_for_byte(value):
     for shell in ("dash", "sh"):
-        out = subprocess.run([shell, "-c", f"printf '%s' {render.sh(value)}"], capture_output=True, text=True)
+        out = subprocess.run([shell, "-c", f"printf '%s' {quoting.sh(value)}"], capture_output=True, text=True)
         assert out.stdout == value
 
 
 def test_shjoin_keeps_word_boundaries():
-    out = subprocess.run(["dash", "-c", f"printf '<%s>' {render.shjoin(NASTY)}"], capture_output=True, text=True)
+    out = subprocess.run(["dash", "-c", f"printf '<%s>' {quoting.shjoin(NASTY)}"], capture_output=True, text=True)
     assert out.stdout == "".join(f"<{v}>" for v in NASTY)
 
 
@@ -65,7 +65,7 @@ def test_shjoin_keeps_word_boundaries():
     ("", '""'),
 ])
 def test_unit_quoting_follows_systemds_exec_rules(value, expected):
-    assert render.unit(value) == expected
+    assert quoting.unit(value) == expected
 
 
 @pytest.mark.parametrize("char, escape", [
@@ -74,16 +74,16 @@ def test_unit_quoting_follows_systemds_exec_rules(value, expected):
 ])
 def test_unit_words_c_escape_every_non_printable_character(char, escape):
     """systemd ends a unit line at \\r and NUL as well as \\n: no value may start a line of its own."""
-    word = render.unit(f"a{char}ExecStartPre=/bin/evil")
+    word = quoting.unit(f"a{char}ExecStartPre=/bin/evil")
     assert word == f'"a{escape}ExecStartPre=/bin/evil"'  # one quoted word, unescaped by systemd
     assert word.isprintable()
-    text = render.unittext(f"a{char}ExecStartPre=/bin/evil")
+    text = quoting.unittext(f"a{char}ExecStartPre=/bin/evil")
     assert text.isprintable() and text.endswith("ExecStartPre=/bin/evil")
 
 
 def test_unit_settings_and_comments_stay_on_their_line():
-    assert render.unittext("50% off\nnext line \\") == "50%% off next line"
-    assert render.comment("a\nb\r\nc \\\\") == "a b c"
+    assert quoting.unittext("50% off\nnext line \\") == "50%% off next line"
+    assert quoting.comment("a\nb\r\nc \\\\") == "a b c"
 
 
 def test_argv_lines_pair_each_option_with_its_value():
@@ -102,28 +102,28 @@ def test_service_names():
 
 def test_systemd_start_timeouts_cover_the_helpers_own_launch_timeout():
     from qemu_init.runtime.control import LAUNCH_TIMEOUT
-    assert render.start_timeout() > LAUNCH_TIMEOUT
+    assert services.start_timeout() > LAUNCH_TIMEOUT
 
 
 def test_systemd_stop_timeout_covers_stopdelay_and_the_forced_steps():
     for stopdelay in (1, 40, 300):
-        assert render.stop_timeout(stopdelay) >= stopdelay + FORCED_STEPS
+        assert services.stop_timeout(stopdelay) >= stopdelay + FORCED_STEPS
 
 
 def test_helper_is_found_where_the_installation_put_it(monkeypatch, tmp_path):
     python = tmp_path / "venv/bin/python3"
     python.parent.mkdir(parents=True)
     monkeypatch.setattr("sys.executable", str(python))
-    monkeypatch.setattr(render, "read_layout", lambda: Layout())
-    assert render.helper_command() == (str(python), "-m", "qemu_init.runtime.helper")
+    monkeypatch.setattr(sites, "read_layout", lambda: Layout())
+    assert sites.helper_command() == (str(python), "-m", "qemu_init.runtime.helper")
     helper = python.parent / "qemu-init-helper"
     helper.write_text("#!/bin/sh\n")
     helper.chmod(0o755)
-    assert render.helper_command() == (str(helper),)  # a venv's console script
+    assert sites.helper_command() == (str(helper),)  # a venv's console script
     # `make install` records its BINDIR: the package itself is in a private folder there
-    monkeypatch.setattr(render, "read_layout", lambda: Layout(prefix="/usr/local", bindir="/usr/local/bin"))
-    assert render.helper_command() == ("/usr/local/bin/qemu-init-helper",)
-    assert render.cli_command(Paths.for_layout(Layout(), "/srv/x")) == (
+    monkeypatch.setattr(sites, "read_layout", lambda: Layout(prefix="/usr/local", bindir="/usr/local/bin"))
+    assert sites.helper_command() == ("/usr/local/bin/qemu-init-helper",)
+    assert sites.cli_command(Paths.for_layout(Layout(), "/srv/x")) == (
         "/usr/local/bin/qemu-init", "--root", "/srv/x")
 
 

@@ -1,6 +1,9 @@
 """The stop state machine, driven by a fake process and a fake QMP server (fakeqmp.py).
 
-Timings are scaled down (resend 0.2 s, …) so every corner runs in about a second.
+Timings are scaled down (resend 0.2 s, …), and most tests run the machine on a Clock whose
+sleeps take no time (stop.run takes ``clock`` and ``sleep``): a wait of seconds costs nothing,
+yet the machine sees its deadlines pass exactly. What a real peer takes (a socket timeout) still
+counts on that clock. Three tests keep the real clock and real sleeps (REAL).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import types
 
@@ -22,36 +24,63 @@ from fakeqmp import BAD_PEERS, CLOSE, FakeQMP, event, reply, sock_path  # noqa: 
 from qemu_init.errors import GuestError, QMPConnectError
 from qemu_init.runtime import control, stop
 from qemu_init.runtime.qmp import QMP
+from qemu_init.runtime.status import line
 from qemu_init.runtime.stop import GONE, KILL, POWERDOWN, QUIT, TERM
 
 FAST = stop.Timing(resend=0.2, quit_wait=0.3, term_wait=0.3, kill_wait=0.3, qmp_timeout=0.2, poll=0.01)
 NEVER = 10**9
 
 
+class Clock:
+    """The monotonic clock plus every sleep so far, and a sleep that only adds to it: the
+    machine's waits pass at once, time really spent (a peer's timeout) counts too."""
+
+    def __init__(self):
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.slept
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += max(0.0, seconds)
+
+
+class RealClock:
+    """The machine's defaults: time.monotonic and time.sleep."""
+
+    def __call__(self) -> float:
+        return time.monotonic()
+
+    sleep = staticmethod(time.sleep)
+
+
+REAL = RealClock()
+
+
 class FakeGuest:
-    """What the machine sees of a QEMU process, and how that QEMU answers QMP."""
+    """What the machine sees of a QEMU process, and how that QEMU answers QMP. Its exits happen
+    on ``clock`` (``exit_delay`` after the signal or command that causes them)."""
 
     def __init__(self, ignore_powerdown=NEVER, obeys_quit=True, obeys=(signal.SIGTERM, signal.SIGKILL),
-                 exit_delay=0.0):
+                 exit_delay=0.0, clock=None):
         self.ignore_powerdown = ignore_powerdown
         self.obeys_quit = obeys_quit
         self.obeys = obeys
         self.exit_delay = exit_delay
+        self.clock = clock or Clock()
         self.powerdowns = 0
         self.signals = []
-        self._alive = True
+        self.exit_at = None  # on self.clock
 
     def alive(self):
-        return self._alive
+        return self.exit_at is None or self.clock() < self.exit_at
 
-    def _exit(self):
-        if self.exit_delay:
-            threading.Timer(self.exit_delay, setattr, (self, "_alive", False)).start()
-        else:
-            self._alive = False
+    def _exit(self, after=None):
+        if self.exit_at is None:
+            self.exit_at = self.clock() + (self.exit_delay if after is None else after)
 
     def signal(self, sig):
-        assert self._alive, "signalled a process that was gone"
+        assert self.alive(), "signalled a process that was gone"
         self.signals.append(sig)
         if sig in self.obeys:
             self._exit()
@@ -72,10 +101,19 @@ class FakeGuest:
 
 
 def run(path, guest, grace=1.0, force=False, timing=FAST):
+    """The machine against ``guest``'s QMP at ``path``, on the guest's clock."""
     steps = []
     with QMP(path) as conn:
         stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), grace,
-                 force, timing, steps.append)
+                 force, timing, steps.append, clock=guest.clock, sleep=guest.clock.sleep)
+    return steps
+
+
+def machine(guest, qmp, grace, timing=FAST, report=None):
+    """The machine with a QMP sender of the test's own (no socket), on the guest's clock."""
+    steps = []
+    stop.run(guest.alive, guest.signal, qmp, grace, timing=timing, report=report or steps.append,
+             clock=guest.clock, sleep=guest.clock.sleep)
     return steps
 
 
@@ -84,7 +122,7 @@ def states(steps):
 
 
 def test_graceful_guest_stops_at_the_first_press(sock_path):
-    guest = FakeGuest(ignore_powerdown=0)
+    guest = FakeGuest(ignore_powerdown=0, clock=REAL)  # on the real clock
     with FakeQMP(sock_path, guest.handler) as server:
         steps = run(sock_path, guest, grace=5)
     assert states(steps) == [POWERDOWN, GONE]
@@ -159,12 +197,13 @@ def test_a_process_that_survives_sigkill_is_an_error(sock_path):
     with FakeQMP(sock_path, guest.handler), QMP(sock_path) as conn:
         with pytest.raises(GuestError, match="after SIGKILL"):
             stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), 0.3,
-                     False, FAST, steps.append)
+                     False, FAST, steps.append, clock=guest.clock, sleep=guest.clock.sleep)
     assert states(steps) == [POWERDOWN, QUIT, TERM, KILL]
+    assert steps[-1].elapsed == pytest.approx(0.3 + FAST.quit_wait + FAST.term_wait, abs=0.1)
 
 
 def test_socket_that_accepts_but_never_answers_does_not_hang(sock_path):
-    guest = FakeGuest()
+    guest = FakeGuest(clock=REAL)  # on the real clock: every press really times out
     with FakeQMP(sock_path, guest.handler, greeting=None):
         started = time.monotonic()
         steps = run(sock_path, guest, grace=1.0)
@@ -195,24 +234,22 @@ class ClosesAfterPress:
         if len(self.sent) > 1:
             raise QMPConnectError("qmp: Connection refused")
         if self.exit_after is not None:
-            threading.Timer(self.exit_after, setattr, (self.guest, "_alive", False)).start()
+            self.guest._exit(after=self.exit_after)
 
 
 def test_refused_connection_after_a_press_waits_for_qemu_to_exit():
     guest = FakeGuest()
     qmp = ClosesAfterPress(guest, exit_after=0.6)  # well after the refused second press at 0.2 s
-    steps = []
-    stop.run(guest.alive, guest.signal, qmp, 5.0, timing=FAST, report=steps.append)
+    steps = machine(guest, qmp, 5.0)
     assert states(steps) == [POWERDOWN, GONE]
-    assert steps[-1].why == "powered down (1 press)" and steps[-1].elapsed >= 0.6
+    assert steps[-1].why == "powered down (1 press)" and 0.6 <= steps[-1].elapsed < 0.7
     assert qmp.sent[:2] == ["system_powerdown"] * 2 and guest.signals == []
 
 
 def test_refused_connection_after_a_press_still_forces_at_the_deadline():
     guest = FakeGuest()
     qmp = ClosesAfterPress(guest, exit_after=None)
-    steps = []
-    stop.run(guest.alive, guest.signal, qmp, 1.0, timing=FAST, report=steps.append)
+    steps = machine(guest, qmp, 1.0)
     assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
     assert steps[1].why == "still running after 1 s" and steps[1].elapsed >= 1.0  # the whole grace
     assert "Connection refused" in steps[2].why and guest.signals == [signal.SIGTERM]
@@ -262,15 +299,14 @@ def test_a_bug_while_talking_qmp_still_ends_in_signals():
     def broken(command, timeout):
         raise RecursionError("maximum recursion depth exceeded while decoding a JSON array")
 
-    steps = []
-    stop.run(guest.alive, guest.signal, broken, 0.3, timing=FAST, report=steps.append)
+    steps = machine(guest, broken, 0.3)
     assert states(steps) == [POWERDOWN, QUIT, TERM, GONE]
     assert "RecursionError: maximum recursion depth" in steps[2].why and guest.signals == [signal.SIGTERM]
 
 
 def test_nothing_is_signalled_once_the_guest_is_gone(sock_path):
     guest = FakeGuest()
-    guest._alive = False
+    guest._exit()
     steps = run(sock_path, guest)
     assert states(steps) == [POWERDOWN, GONE]
     assert guest.signals == []
@@ -311,8 +347,9 @@ def test_control_stop_of_a_fake_qemu(folder):
             return [reply(message)]
 
         with FakeQMP(gc.qmp, handler) as server:
-            code, line = control.status(gc)
-            assert (code, line) == (0, f"fake1: paused (pid {fake.pid})")
+            st = control.status(gc)
+            assert (st.code, st.state, st.pid) == (0, "paused", fake.pid)
+            assert line(gc.name, st) == f"fake1: paused (pid {fake.pid})"
             steps = []
             assert control.stop(gc, progress=steps.append,
                                 timing=stop.Timing(resend=0.2, poll=0.01)) == 0
@@ -323,7 +360,7 @@ def test_control_stop_of_a_fake_qemu(folder):
         with open(gc.log) as f:
             text = f.read()
         assert "stop: POWERDOWN at 0.0 s" in text and "stop: GONE at" in text
-        assert control.status(gc)[0] == 3
+        assert control.status(gc).code == 3
     finally:
         fake.kill()
         fake.wait()
@@ -340,8 +377,8 @@ def test_control_never_signals_a_process_that_is_not_this_guest(folder, argv0, a
     try:
         with open(gc.pidfile, "w") as f:
             f.write(f"{other.pid}\n")
-        code, line = control.status(gc)
-        assert code == 1 and "stale pid file" in line
+        st = control.status(gc)
+        assert (st.code, st.state, st.pid) == (1, "stale", other.pid) and "stale pid file" in line(gc.name, st)
         assert control.stop(gc, timing=FAST) == 0
         time.sleep(0.1)
         assert other.poll() is None, "an unrelated process was signalled"
@@ -353,16 +390,17 @@ def test_control_never_signals_a_process_that_is_not_this_guest(folder, argv0, a
 
 def test_control_status_codes(folder):
     gc = _gc(folder)
-    assert control.status(gc) == (3, "fake1: not running")
+    assert control.status(gc) == (3, "not running", None, "", "", "")
+    assert line(gc.name, control.status(gc)) == "fake1: not running"
     with open(gc.pidfile, "w") as f:
         f.write("junk\n")
-    assert control.status(gc)[0] == 1
+    assert control.status(gc).code == 1
     dead = subprocess.Popen(["true"])
     dead.wait()
     with open(gc.pidfile, "w") as f:
         f.write(f"{dead.pid}\n")
-    code, line = control.status(gc)
-    assert code == 1 and "dead, but pid file" in line
+    st = control.status(gc)
+    assert (st.code, st.state, st.pid) == (1, "dead", dead.pid) and "dead, but pid file" in line(gc.name, st)
 
 
 def test_launch_wait_ends_when_qemu_exits_and_gives_up_at_the_timeout(folder):
@@ -452,7 +490,7 @@ def test_forced_steps_fit_what_the_init_scripts_allow_for():
 
 
 def test_a_press_never_runs_past_the_grace_period(sock_path):
-    guest = FakeGuest()
+    guest = FakeGuest(clock=REAL)  # on the real clock
     with FakeQMP(sock_path, guest.handler, greeting=None):  # every press times out
         # presses at 0 s (times out at 0.4 s) and 0.45 s: uncapped, the second would end at 0.85 s
         steps = run(sock_path, guest, grace=0.5, timing=stop.Timing(resend=0.05, qmp_timeout=0.4, quit_wait=0.2,
@@ -469,7 +507,7 @@ def test_progress_in_plain_words_every_few_seconds_and_a_forced_stop_said_as_suc
     with FakeQMP(sock_path, guest.handler):
         with QMP(sock_path) as conn:
             path = stop.run(guest.alive, guest.signal, lambda c, t: conn.execute(c, timeout=t), 1.0,
-                            False, timing, reported.append)
+                            False, timing, reported.append, clock=guest.clock, sleep=guest.clock.sleep)
     assert states(path) == [POWERDOWN, QUIT, GONE]  # the path has no progress reports
     lines = [step.plain() for step in reported]
     assert lines[0] == "pressing the power button, waiting up to 1 s for the guest to power off"

@@ -5,7 +5,10 @@ bounds (STOPDELAY + the forced steps' budget), exit 0 and say nothing of a trace
 
 The stand-in is a sleeping Python whose /proc cmdline reads ``qemu-system-x86_64 … -name NAME``
 (argv[0] set as ``exec -a`` would): what the helper's identity check looks at. A real QEMU could
-not be given these answers; the real-QEMU stop runs in tests/e2e/test_runtime_qemu.py.
+not be given these answers; the real-QEMU stop runs in tests/e2e/test_runtime_qemu.py. Here, not
+among the unit tests: every case starts the real helper and waits out its STOPDELAY and forced
+steps on the real clock (the machine itself meets every peer on a fast clock in
+tests/unit/test_stop.py).
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from fakeqmp import BAD_PEERS, FakeQMP, sock_path  # noqa: F401  (sock_path: fixture)
-from qemu_init.runtime import proc
-from qemu_init.runtime.stop import Timing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the fake QMP server's module
+
+from fakeqmp import BAD_PEERS, FakeQMP, sock_path  # noqa: E402,F401  (sock_path: fixture)
+from qemu_init.runtime import proc  # noqa: E402
+from qemu_init.runtime.stop import Timing  # noqa: E402
 
 HELPER = [sys.executable, "-m", "qemu_init.runtime.helper"]
 NAME = "qmpbad1"
