@@ -21,7 +21,9 @@ import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, Callable, Optional
+
+    from .stop import Transition
 
 PING_TIMEOUT = 1.0   # the agent answers guest-ping within this, or it counts as absent
 REFUSAL_WAIT = 0.5   # guest-shutdown has no answer when it works; an error comes at once
@@ -176,3 +178,16 @@ def shutdown(path: str, timeout: float = PING_TIMEOUT, refusal_wait: float = REF
         return None
     except AgentError as e:
         return f"the guest agent does not answer ({e})"
+
+
+def ask_to_shut_down(path: str, report: Callable[[Transition], None], grace: float) -> str:
+    """The stop's first step for an AGENT=yes guest: shutdown() within ``grace`` in all. Returns
+    what the stop machine says it did ("" when the agent was not asked: the power button then
+    goes first, as without an agent; ``report`` is told why)."""
+    ping = min(PING_TIMEOUT, grace)
+    failed = shutdown(path, ping, min(REFUSAL_WAIT, max(0.0, grace - ping)))
+    if failed is None:
+        return "asked the guest agent to shut down"
+    from . import stop
+    report(stop.Transition(stop.WAIT, 0.0, f"{failed}: the power button instead"))
+    return ""

@@ -302,22 +302,6 @@ def _resume_for_the_power_button(gc: GuestControl, report: Callable[[Transition]
     return True
 
 
-def _ask_the_agent(gc: GuestControl, report: Callable[[Transition], None], grace: float) -> str:
-    """AGENT=yes: guest-shutdown through the guest agent if it answers guest-ping within a
-    second (runtime/agent.py), never longer than ``grace`` in all. Returns what the stop machine
-    says it did ("" when not asked: the power button then goes first, as without an agent)."""
-    if not gc.agent:
-        return ""
-    from . import agent
-    from . import stop as stopmachine
-    ping = min(agent.PING_TIMEOUT, grace)
-    failed = agent.shutdown(gc.agent, ping, min(agent.REFUSAL_WAIT, max(0.0, grace - ping)))
-    if failed is None:
-        return "asked the guest agent to shut down"
-    report(stopmachine.Transition(stopmachine.WAIT, 0.0, f"{failed}: the power button instead"))
-    return ""
-
-
 def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
          progress: Optional[Callable[[Transition], None]] = None,
          timing: Optional[Timing] = None, pressed: bool = False) -> int:
@@ -380,7 +364,9 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             began = time.monotonic()
             if _resume_for_the_power_button(gc, report):
                 pressed = False  # a paused guest did not see that press: press again now
-            asked = _ask_the_agent(gc, report, grace - (time.monotonic() - began))
+            if gc.agent:  # AGENT=yes: the guest agent first (runtime/agent.py), within the grace
+                from . import agent
+                asked = agent.ask_to_shut_down(gc.agent, report, grace - (time.monotonic() - began))
             grace = max(0.0, grace - round(time.monotonic() - began, 1))
         try:
             # process.sleep returns as soon as QEMU exits: a stop never waits out a poll interval
