@@ -211,7 +211,12 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
             # another guest's stop to get going.
             # A guest to be saved (ONSHUTDOWN=save) is not pressed: its stop saves its state.
             # (savestate.stop_mode is not asked: it uses up a request meant for the stop itself)
-            buttons = [key for key in batch if running[key][1].onshutdown != "save"]
+            # On systemd the guests' own units stop at the same time (no order ties them to
+            # qemud): a press outside the guest's stop lock would race the unit's stop machine,
+            # which would then find QEMU on its way out and call it forced. There each stop
+            # presses under the lock.
+            buttons = [] if init == "systemd" else [
+                key for key in batch if running[key][1].onshutdown != "save"]
             pressed = dict.fromkeys(batch, False)
             pressed.update(zip(buttons, pool_press.map(press, [running[key][1] for key in buttons])))
             for key in batch:

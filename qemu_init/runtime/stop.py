@@ -148,7 +148,12 @@ def run(alive: Callable[[], bool], send_signal: Callable[[int], object],
                 error = send("system_powerdown", min(timing.qmp_timeout, deadline - now))
                 if isinstance(error, QMPConnectError) and not presses and not asked:
                     # no listener and no press ever got through: nobody can ask this guest to
-                    # power down, so waiting out the grace period would only delay the inevitable
+                    # power down, so waiting out the grace period would only delay the inevitable.
+                    # Unless QEMU is on its way out already (someone else pressed the button):
+                    # then it powered itself down, and calling that forced would be wrong.
+                    if gone_within(min(timing.quit_wait, 0.5)):
+                        enter(GONE, "powered down (its control socket had closed: it was on its way out)")
+                        return path
                     why = f"control socket unavailable ({error})"
                     forced = f"forced off: nobody can press its power button: {why}"
                     break

@@ -255,6 +255,20 @@ def test_refused_connection_after_a_press_still_forces_at_the_deadline():
     assert "Connection refused" in steps[2].why and guest.signals == [signal.SIGTERM]
 
 
+def test_refused_socket_of_a_qemu_on_its_way_out_is_not_called_forced():
+    # Someone else pressed the button (a guest's own unit and qemud stop at the same host
+    # shutdown): QEMU has closed its socket and exits; this stop only watches it go.
+    guest = FakeGuest()
+    guest._exit(after=0.3)
+
+    def refused(command, timeout):
+        raise QMPConnectError("qmp: Connection refused")
+
+    steps = machine(guest, refused, 30.0)
+    assert states(steps) == [POWERDOWN, GONE] and guest.signals == []
+    assert "on its way out" in steps[-1].why and not steps[-1].forced
+
+
 def test_qemu_hanging_up_on_quit_is_not_an_error(sock_path):
     guest = FakeGuest(exit_delay=0.05)
 
