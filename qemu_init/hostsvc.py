@@ -13,7 +13,9 @@ the GuestControl their scripts were made from, under the same per-guest lock): i
 button of every running guest that no running guest depends on, all in a row over QMP, then
 waits for all of them at once (a thread each; STOPDELAY counts from the press, so a stubborn
 guest is forced off on time), and presses a guest's button once its last running dependent is
-gone. PARALLEL still bounds how many are stopped at once.
+gone. PARALLEL still bounds how many are stopped at once. On systemd the guests' own units
+stop at the same host shutdown (nothing orders them after qemud), so there each stop presses
+its button itself, under the guest's lock: a press from outside it would race a unit's stop.
 
 The init system's view stays right (issue 12, one owner per guest): a guest stopped this way
 ends as one that powered itself off does — on systemd its unit's main process exits, systemd
