@@ -231,7 +231,7 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
     except OSError as e:
         raise SaveFailed(f"{e.filename or gc.statefile}: {e.strerror}") from None
     fd = -1
-    paused = migrating = False
+    paused = migrating = renamed = False
     try:
         state = q.execute("query-status")
         was = state.get("status") if isinstance(state, dict) else None
@@ -261,6 +261,7 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
                                    "saved": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                    "qemu": _version(getattr(q, "greeting", None))})
         os.replace(part, gc.statefile)
+        renamed = True
         dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dirfd)
@@ -270,7 +271,10 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
         why = e if isinstance(e, SaveFailed) else SaveFailed(
             f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(getattr(e, "strerror", None) or e))
         _undo(q, migrating, paused, clock, sleep)
-        for path in (part, gc.statefile + META):
+        # The guest runs on: a state renamed into place before the failure must not be restored
+        # later (its disks moved on). The state goes before its record, as it came after it: at
+        # no moment a state without its record.
+        for path in (part,) + ((gc.statefile,) if renamed else ()) + (gc.statefile + META,):
             try:
                 os.unlink(path)
             except OSError:

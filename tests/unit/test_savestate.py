@@ -189,3 +189,23 @@ def test_the_state_folder_is_made_root_only(tmp_path):
     qmp = FakeQMP()
     ok, said = run_save(gc, qmp)
     assert not ok and qmp.commands == []
+
+
+def test_a_failure_after_the_rename_leaves_no_state_without_its_record(tmp_path, monkeypatch):
+    """The state renamed into place, then the folder's sync fails: the guest is resumed, so the
+    state must go too (with its record): never a state without .meta, nor a .meta alone."""
+    real = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    gc = control(tmp_path)
+    qmp = FakeQMP()
+    ok, said = run_save(gc, qmp)
+    assert not ok and "Input/output error" in said[-1], said
+    assert qmp.commands[-1] == "cont" and "quit" not in qmp.commands
+    assert os.listdir(tmp_path / "state") == []
+    assert savestate.pending(gc) is None
