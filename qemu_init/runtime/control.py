@@ -269,7 +269,7 @@ def start(gc: GuestControl) -> int:
         except GuestError as e:
             log(gc, f"start failed: {e}", error=True)
             raise
-        log(gc, f"restored its saved state in {took[0]:.1f} s and resumed it (pid {pid}); the state is deleted"
+        log(gc, f"{took[0]} (pid {pid}); the state is deleted"
             if took else f"started (pid {pid})")
         if gc.postcmd:
             # the guest runs: a failing POSTCMD is reported, but does not make the start fail

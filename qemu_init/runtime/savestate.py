@@ -7,7 +7,8 @@ over QMP, as libvirt does (``getfd`` with SCM_RIGHTS, then ``migrate``/``migrate
 
 - ``NAME.state`` (0600): QEMU's migration stream, the guest's RAM and devices;
 - ``NAME.state.meta``: what it was saved with (the digest of the QEMU command line, when, how
-  big), so that a start with another command line (RAM, devices changed) refuses it;
+  big, whether it ran or was paused), so that a start with another command line (RAM, devices
+  changed) refuses it, and a guest paused when saved is restored paused;
 - ``NAME.state.part`` while it is written (renamed into place once complete and synced);
 - ``NAME.state.onstop``: what `qemu-init stop NAME [--save]` asks of the next stop ("save" or
   "shutdown"): a service's stop cannot take arguments, so the request goes by file.
@@ -257,7 +258,7 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
         _migration(q, "the save", deadline, clock, sleep, budget_text)
         os.fsync(fd)
         size = os.fstat(fd).st_size
-        _write_meta(gc.statefile, {"name": gc.name, "argv": digest(gc.argv), "bytes": size, "ram": ram,
+        _write_meta(gc.statefile, {"name": gc.name, "argv": digest(gc.argv), "bytes": size, "ram": ram, "was": was,
                                    "saved": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                    "qemu": _version(getattr(q, "greeting", None))})
         os.replace(part, gc.statefile)
@@ -341,12 +342,13 @@ def pending(gc) -> Optional[str]:  # type: ignore[no-untyped-def]
 
 
 def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = time.monotonic,  # type: ignore[no-untyped-def]
-            sleep: Callable[[float], None] = time.sleep) -> float:
+            sleep: Callable[[float], None] = time.sleep) -> str:
     """Feed the saved state to the QEMU just started with ``-incoming defer``, resume the guest
-    and delete the state; returns the seconds it took. GuestError if it fails (the state is
-    kept)."""
+    (unless it was paused when saved: it stays paused) and delete the state; returns what was
+    done, for the log. GuestError if it fails (the state is kept)."""
     from .qmp import QMP
     began = clock()
+    paused = (meta(statefile) or {}).get("was") == "paused"
     kept = f"{statefile} is kept: `qemu-init start {gc.name} --discard-state` boots it afresh"
     try:
         fd = _open_owned(statefile)
@@ -357,7 +359,8 @@ def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = tim
             q.execute("getfd", {"fdname": FDNAME}, fds=[fd])
             q.execute("migrate-incoming", {"uri": f"fd:{FDNAME}"})
             _migration(q, "the restore", began + timeout, clock, sleep, f"{timeout:g} s")
-            q.execute("cont")
+            if not paused:  # a save pauses every guest first: QEMU loads it paused
+                q.execute("cont")
     except QMPConnectError:  # QEMU exits when a state does not load; its own words are in its log
         raise GuestError(f"could not restore the saved state: QEMU ended while loading it; {kept}") from None
     except (SaveFailed, QMPError) as e:
@@ -365,4 +368,5 @@ def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = tim
     finally:
         os.close(fd)
     discard(statefile)
-    return clock() - began
+    done = "left it paused, as it was when saved" if paused else "resumed it"
+    return f"restored its saved state in {clock() - began:.1f} s and {done}"

@@ -8,6 +8,8 @@ import stat
 
 import pytest
 
+import fakeqmp
+from fakeqmp import sock_path  # noqa: F401  (a fixture)
 from qemu_init.errors import GuestError, QMPConnectError
 from qemu_init.runtime import savestate
 from qemu_init.runtime.control import GuestControl
@@ -209,3 +211,23 @@ def test_a_failure_after_the_rename_leaves_no_state_without_its_record(tmp_path,
     assert qmp.commands[-1] == "cont" and "quit" not in qmp.commands
     assert os.listdir(tmp_path / "state") == []
     assert savestate.pending(gc) is None
+
+
+@pytest.mark.parametrize("was", ["running", "paused"])
+def test_a_restored_guest_is_as_it_was_when_saved(tmp_path, sock_path, was):
+    """A guest paused when it was saved (`qemu-init pause`) is restored paused, not resumed."""
+    gc = control(tmp_path)._replace(qmp=sock_path)
+    assert run_save(gc, FakeQMP(status=was))[0]
+    assert savestate.meta(gc.statefile)["was"] == was
+
+    def handler(server, message):
+        if message["execute"] == "query-migrate":
+            return [fakeqmp.reply(message, {"status": "completed"})]
+        return [fakeqmp.reply(message)]
+
+    with fakeqmp.FakeQMP(sock_path, handler) as server:
+        said = savestate.restore(gc, gc.statefile, 10)
+    assert ("cont" in server.commands()) == (was == "running")
+    assert said.startswith("restored its saved state in ")
+    assert said.endswith("and resumed it" if was == "running" else "and left it paused, as it was when saved")
+    assert not savestate.saved(gc.statefile)
