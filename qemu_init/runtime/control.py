@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 
 from ..errors import GuestError, QMPConnectError, QMPError
-from . import helperargs, hooks, proc
+from . import helperargs, hooks, proc, savestate
 from .guestlog import log, makedirs, nofollow_error, open_log, warn
 from .lock import locked
 from .monitor import MONITOR_TIMEOUT
@@ -84,6 +84,8 @@ def _delete_taps(gc: GuestControl) -> None:
 
 
 def _cleanup(gc: GuestControl) -> None:
+    if gc.pidfile:  # what the start recorded for a save goes with the pid file (not worth a word)
+        _unlink(savestate.launch_record(gc.pidfile))
     removed = [p for p in (gc.pidfile, gc.qmp, gc.hmp, gc.console, gc.agent) if p and _unlink(p)]
     if removed:
         log(gc, "removed " + ", ".join(removed))
@@ -192,6 +194,8 @@ def _launch(gc: GuestControl, restore: Optional[Callable[[], None]] = None) -> i
             with out:
                 qemu = launch.spawn(gc.argv, {**fds, **taps}, identity, out)
                 _write_pidfile(gc, qemu.pid)
+                if gc.statefile:  # what a save of it binds the state to
+                    savestate.record_launch(gc, qemu.pid)
                 try:
                     code = launch.wait_ready(qemu, gc.qmp, LAUNCH_TIMEOUT)
                     if code is None and restore is not None:
@@ -245,7 +249,6 @@ def start(gc: GuestControl) -> int:
                              " not starting a second one (stop it with `monitor … quit`, or kill it)")
         _cleanup(gc)  # what a guest that ended left: pid file, sockets, taps
         hooks.check_sources(gc)
-        from . import savestate
         try:
             state = savestate.pending(gc)  # a state saved for another command line: refused here
         except GuestError as e:
@@ -346,12 +349,11 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             if progress is not None:
                 progress(step)
 
-        from . import savestate
         if savestate.stop_mode(gc.statefile, gc.onshutdown) == "save" and not force:
             def said(line: str, elapsed: float) -> None:
                 report(stopmachine.Transition(savestate.SAVE, elapsed, line))
             # saved: QEMU quits; should it linger, it is forced off (its state and disks are safe)
-            force = savestate.save(gc, proc.cmdline(pid) or gc.argv, process.alive, process.sleep, said)
+            force = savestate.save(gc, savestate.bound_to(gc, pid), process.alive, process.sleep, said)
             if force and not process.alive():
                 process.close()
                 _cleanup(gc)

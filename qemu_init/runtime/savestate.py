@@ -125,16 +125,71 @@ def _statedir(statefile: str) -> str:
     return folder
 
 
-def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
-    import json
-    tmp = f"{statefile}{META}.{os.getpid()}.tmp"
+def _write_private(path: str, data: bytes, sync: bool = False) -> None:
+    """``path`` written whole, root's and 0600: a temporary file beside it renamed over it, so
+    no planted link or FIFO is ever opened."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-        os.fsync(fd)
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, statefile + META)
+    os.replace(tmp, path)
+
+
+def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
+    import json
+    _write_private(statefile + META, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", sync=True)
+
+
+# -- what a start records for a later save -------------------------------------------------------
+# A state is bound to the command line the script gave (digest). A stop is not given it, and the
+# running QEMU's cannot always be read back word for word: FreeBSD's ps joins argv with spaces,
+# so `-smbios "type=1,manufacturer=Acme Widgets"` reads as two words there. So the start records
+# the digest of what it launched beside the pid file (root's, 0600: PID DIGEST), and a save of
+# that pid binds the state to it; the running process is still proven the guest's by proc.py.
+
+def launch_record(pidfile: str) -> str:
+    return pidfile + ".argv"
+
+
+def record_launch(gc, pid: int) -> None:  # type: ignore[no-untyped-def]
+    """At start: the command line ``gc.argv`` (less the ``-incoming`` of a restore) QEMU ``pid``
+    was launched with, for its save. Never fails the start of a QEMU that runs: without the
+    record, a save binds the state to what the system tells (bound_to)."""
+    argv = tuple(gc.argv)
+    if argv[-len(INCOMING):] == INCOMING:
+        argv = argv[:-len(INCOMING)]
+    try:
+        _write_private(launch_record(gc.pidfile), f"{pid} {digest(argv)}\n".encode())
+    except OSError:
+        pass
+
+
+def bound_to(gc, pid: int) -> str:  # type: ignore[no-untyped-def]
+    """The digest a save of QEMU ``pid`` binds the state to: the one its start recorded; for a
+    guest started before starts recorded it, its command line as the system tells it (exact
+    on Linux); "" when neither can be told."""
+    try:
+        fd = _open_owned(launch_record(gc.pidfile))
+        try:
+            words = os.read(fd, 256).decode(errors="replace").split()
+        finally:
+            os.close(fd)
+        if len(words) == 2 and words[0] == str(pid):
+            return words[1]
+    except OSError:
+        pass
+    from . import proc
+    try:
+        argv = tuple(proc.cmdline(pid) or ())
+    except OSError:
+        return ""
+    if argv[-len(INCOMING):] == INCOMING:  # a guest restored before: the same command line
+        argv = argv[:-len(INCOMING)]
+    return digest(argv) if argv else ""
 
 
 # -- what a stop does --------------------------------------------------------------------------
@@ -145,13 +200,7 @@ def request(statefile: str, mode: str) -> str:
     assert mode in MODES
     _statedir(statefile)
     path = statefile + ONSTOP
-    tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, mode.encode() + b"\n")
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    _write_private(path, mode.encode() + b"\n")
     return path
 
 
@@ -193,25 +242,21 @@ def _migration(q, what: str, deadline: float, clock: Callable[[], float],  # typ
         sleep(POLL)
 
 
-def save(gc, argv: Sequence[str], alive: Callable[[], bool], sleep: Callable[[float], None],  # type: ignore[no-untyped-def]
+def save(gc, bound: str, alive: Callable[[], bool], sleep: Callable[[float], None],  # type: ignore[no-untyped-def]
          say: Callable[[str, float], None], clock: Callable[[], float] = time.monotonic,
          connect: Optional[Callable[[], Any]] = None) -> bool:
     """Save the running guest's state to ``gc.statefile`` and make QEMU quit. True once the
     state is complete on disk (QEMU asked to quit; the caller makes sure it is gone). False when
     it could not be saved: then everything is as it was (the guest runs, resumed) and the
-    caller shuts it down instead. ``argv``: the command line QEMU runs (/proc), which the state
-    is bound to (a stop is not given the script's). ``say(line, elapsed)`` reports each step."""
+    caller shuts it down instead. ``bound``: the digest of the command line QEMU was started
+    with (bound_to), which the state is bound to. ``say(line, elapsed)`` reports each step."""
     began = clock()
-    argv = tuple(argv)
-    if argv[-len(INCOMING):] == INCOMING:  # a guest restored before: the same command line
-        argv = argv[:-len(INCOMING)]
-    gc = gc._replace(argv=argv)
     seconds = gc.savetime or SAVE_SLACK
     say(f"saving its state to {gc.statefile} (up to {seconds:g} s)", 0.0)
     try:
-        if not argv:
+        if not bound:
             raise SaveFailed("cannot tell the command line QEMU runs")
-        size = _save(gc, began + seconds, f"{seconds:g} s", clock, sleep, connect)
+        size = _save(gc, bound, began + seconds, f"{seconds:g} s", clock, sleep, connect)
     except SaveFailed as e:
         say(f"could not save its state: {e}; shutting it down instead", clock() - began)
         return False
@@ -223,7 +268,7 @@ def save(gc, argv: Sequence[str], alive: Callable[[], bool], sleep: Callable[[fl
     return True
 
 
-def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int:  # type: ignore[no-untyped-def]
+def _save(gc, bound: str, deadline: float, budget_text: str, clock, sleep, connect) -> int:  # type: ignore[no-untyped-def]
     from .qmp import QMP
     part = gc.statefile + PART
     try:
@@ -258,7 +303,7 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
         _migration(q, "the save", deadline, clock, sleep, budget_text)
         os.fsync(fd)
         size = os.fstat(fd).st_size
-        _write_meta(gc.statefile, {"name": gc.name, "argv": digest(gc.argv), "bytes": size, "ram": ram, "was": was,
+        _write_meta(gc.statefile, {"name": gc.name, "argv": bound, "bytes": size, "ram": ram, "was": was,
                                    "saved": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                    "qemu": _version(getattr(q, "greeting", None))})
         os.replace(part, gc.statefile)

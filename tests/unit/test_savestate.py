@@ -5,13 +5,17 @@ belongs to another command line."""
 import json
 import os
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
 import fakeqmp
 from fakeqmp import sock_path  # noqa: F401  (a fixture)
 from qemu_init.errors import GuestError, QMPConnectError
-from qemu_init.runtime import savestate
+from guestkit import freebsd as fakes
+from qemu_init.runtime import proc, savestate
 from qemu_init.runtime.control import GuestControl
 
 ARGV = ("qemu-system-x86_64", "-name", "web1", "-m", "256M")
@@ -67,7 +71,7 @@ def control(tmp_path, **kw):
 def run_save(gc, qmp, clock=None):
     clock = clock or Clock()
     said = []
-    ok = savestate.save(gc, gc.argv, lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
+    ok = savestate.save(gc, savestate.digest(gc.argv), lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
                         connect=lambda: qmp)
     return ok, said
 
@@ -153,16 +157,53 @@ def test_a_planted_request_link_is_not_followed(tmp_path):
 
 
 def test_the_state_is_bound_to_the_command_line_qemu_runs(tmp_path):
-    gc = control(tmp_path)
+    gc = control(tmp_path)._replace(pidfile=str(tmp_path / "web1.pid"))
     clock = Clock()
-    # a guest restored before runs with -incoming defer: the same command line as its script's
-    assert savestate.save(gc._replace(argv=()), ARGV + savestate.INCOMING, lambda: False, clock.sleep,
+    sleeper = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", "web1"],
+                               executable=sys.executable)
+    try:
+        # started before starts recorded it: the command line the system tells (less -incoming)
+        deadline = time.monotonic() + 30
+        while (proc.cmdline(sleeper.pid) or [""])[0] != "qemu-system-x86_64":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        running = proc.cmdline(sleeper.pid)
+        assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(running)
+        savestate.record_launch(gc._replace(argv=ARGV + savestate.INCOMING), sleeper.pid)  # a restore's
+        assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(ARGV)
+        assert savestate.bound_to(gc, sleeper.pid + 1) != savestate.digest(ARGV)  # another QEMU's record
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert savestate.save(gc, savestate.bound_to(gc, sleeper.pid), lambda: False, clock.sleep,
                           lambda line, t: None, clock=clock, connect=FakeQMP)
     assert savestate.pending(gc) == gc.statefile
     said = []
-    assert not savestate.save(gc, (), lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
+    assert not savestate.save(gc, "", lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
                               connect=FakeQMP)
     assert said[-1] == "could not save its state: cannot tell the command line QEMU runs; shutting it down instead"
+
+
+def test_on_freebsd_a_word_with_a_space_is_bound_as_launched(tmp_path, monkeypatch):
+    """FreeBSD's ps joins argv with spaces: what the start recorded is what counts."""
+    for key, value in fakes.env(tmp_path / "ifconfig").items():
+        monkeypatch.setenv(key, value)
+    argv = ("qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", "web1",
+            "-smbios", "type=1,manufacturer=Acme Widgets")
+    gc = control(tmp_path)._replace(pidfile=str(tmp_path / "web1.pid"), argv=argv)
+    sleeper = subprocess.Popen(list(argv), executable=sys.executable)
+    try:
+        deadline = time.monotonic() + 30
+        while "-smbios" not in (proc.cmdline(sleeper.pid) or []):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert proc.cmdline(sleeper.pid)[-2:] == ["type=1,manufacturer=Acme", "Widgets"]  # as ps tells it
+        savestate.record_launch(gc, sleeper.pid)
+        assert stat.S_IMODE(os.stat(savestate.launch_record(gc.pidfile)).st_mode) == 0o600
+        assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(argv)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_a_state_of_another_command_line_is_refused_and_kept(tmp_path):
