@@ -268,7 +268,8 @@ def start(gc: GuestControl) -> int:
             else:
                 log(gc, f"restoring its {savestate.describe(state)}")
                 pid = _launch(gc._replace(argv=gc.argv + savestate.INCOMING),
-                              lambda: took.append(savestate.restore(gc, state, LAUNCH_TIMEOUT)))
+                              # RAM over SAVESPEED as the save; a script made before start took it: LAUNCH_TIMEOUT
+                              lambda: took.append(savestate.restore(gc, state, gc.savetime or LAUNCH_TIMEOUT)))
         except GuestError as e:
             log(gc, f"start failed: {e}", error=True)
             raise

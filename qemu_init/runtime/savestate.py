@@ -13,9 +13,10 @@ over QMP, as libvirt does (``getfd`` with SCM_RIGHTS, then ``migrate``/``migrate
 - ``NAME.state.onstop``: what `qemu-init stop NAME [--save]` asks of the next stop ("save" or
   "shutdown"): a service's stop cannot take arguments, so the request goes by file.
 
-A save that fails, or does not finish within its budget (5 s plus RAM over the host's SAVESPEED),
-is undone (``migrate_cancel``, ``cont``) and the stop goes on with the power button. A restore
-deletes the state once the guest runs again: it is never restored twice.
+A save that fails, or does not finish within its budget (5 s plus RAM over the host's SAVESPEED,
+``--savetime``), is undone (``migrate_cancel``, ``cont``) and the stop goes on with the power
+button. A restore has the same budget (the start's ``--savetime``; the init systems' start
+timeouts add it) and deletes the state once the guest runs again: it is never restored twice.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import fakeqmp
 from fakeqmp import sock_path  # noqa: F401  (a fixture)
 from qemu_init.errors import GuestError, QMPConnectError
 from guestkit import freebsd as fakes
-from qemu_init.runtime import proc, savestate
+from qemu_init.runtime import helperargs, proc, savestate
 from qemu_init.runtime.control import GuestControl
 
 ARGV = ("qemu-system-x86_64", "-name", "web1", "-m", "256M")
@@ -272,3 +272,34 @@ def test_a_restored_guest_is_as_it_was_when_saved(tmp_path, sock_path, was):
     assert said.startswith("restored its saved state in ")
     assert said.endswith("and resumed it" if was == "running" else "and left it paused, as it was when saved")
     assert not savestate.saved(gc.statefile)
+
+
+def test_a_restore_may_take_the_guests_save_budget_not_the_launch_timeout(tmp_path, monkeypatch):
+    """RAM over SAVESPEED (the save's budget, `--savetime` on start too) bounds the restore."""
+    from qemu_init.runtime import control as ctl
+    gc = control(tmp_path, savetime=8)._replace(pidfile=str(tmp_path / "web1.pid"), lock=str(tmp_path / "web1.lock"))
+    assert run_save(gc, FakeQMP())[0]
+    given = []
+    monkeypatch.setattr(savestate, "restore", lambda gc, state, timeout: given.append(timeout) or "restored it")
+    monkeypatch.setattr(ctl, "_launch", lambda gc, restore=None: restore() or 4242)
+    assert ctl.start(gc) == 0
+    assert given == [8]
+    assert helperargs.parse(["start", "web1", "--pidfile", "p", "--qmp", "q", "--lock", "k", "--log", "l",
+                             "--runas", "u", "--savetime", "8"])["savetime"] == 8
+
+
+def test_systemd_allows_a_start_the_restore_of_its_ram(tmp_path):
+    """TimeoutStartSec: the launch, the restore (RAM over SAVESPEED) and a margin."""
+    from qemu_init import render, services
+    from test_golden import GOLDEN, golden_site
+    assert services.start_timeout(26) == services.start_timeout() + 26
+    site = golden_site(GOLDEN / "full")
+    for info in site.guests:
+        assert info.guest.savetime > 0
+        unit = next(f.text for f in render.guest_files(site, info, "systemd"))
+        assert f"TimeoutStartSec={services.start_timeout(info.guest.savetime)}\n" in unit, info.guest.name
+        start = unit[unit.index("ExecStart="):unit.index("ExecStop=")]
+        assert f"--savetime {info.plan.savetime}" in start, start
+    qemud = next(f.text for f in render.qemud_files(site, "systemd"))
+    total = sum(i.guest.bootdelay + services.start_timeout(i.guest.savetime) for i in site.guests)
+    assert f"TimeoutStartSec={total}\n" in qemud
