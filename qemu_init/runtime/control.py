@@ -14,7 +14,7 @@ import time
 from collections import namedtuple
 
 from ..errors import GuestError, QMPConnectError, QMPError
-from . import helperargs, hooks, proc, savestate
+from . import helperargs, hooks, onstop, proc, savestate
 from .guestlog import log, makedirs, nofollow_error, open_log, warn
 from .lock import locked
 from .monitor import MONITOR_TIMEOUT
@@ -350,7 +350,7 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             if progress is not None:
                 progress(step)
 
-        if savestate.stop_mode(gc.statefile, gc.onshutdown) == "save" and not force:
+        if onstop.stop_mode(gc.statefile, gc.onshutdown) == "save" and not force:
             def said(line: str, elapsed: float) -> None:
                 report(stopmachine.Transition(savestate.SAVE, elapsed, line))
             # saved: QEMU quits; should it linger, it is forced off (its state and disks are safe)

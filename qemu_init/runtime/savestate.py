@@ -11,7 +11,7 @@ over QMP, as libvirt does (``getfd`` with SCM_RIGHTS, then ``migrate``/``migrate
   changed) refuses it, and a guest paused when saved is restored paused;
 - ``NAME.state.part`` while it is written (renamed into place once complete and synced);
 - ``NAME.state.onstop``: what `qemu-init stop NAME [--save]` asks of the next stop ("save" or
-  "shutdown"): a service's stop cannot take arguments, so the request goes by file.
+  "shutdown") where that is not the guest's ONSHUTDOWN (runtime/onstop.py).
 
 A save that fails, or does not finish within its budget (5 s plus RAM over the host's SAVESPEED,
 ``--savetime``), is undone (``migrate_cancel``, ``cont``) and the stop goes on with the power
@@ -194,37 +194,6 @@ def bound_to(gc, pid: int) -> str:  # type: ignore[no-untyped-def]
 
 
 # -- what a stop does --------------------------------------------------------------------------
-
-def request(statefile: str, mode: str) -> str:
-    """Ask the next stop of this guest for ``mode`` (save or shutdown), whatever its
-    ONSHUTDOWN says; returns the request's path (the caller removes it when the stop is over)."""
-    assert mode in MODES
-    _statedir(statefile)
-    path = statefile + ONSTOP
-    _write_private(path, mode.encode() + b"\n")
-    return path
-
-
-def stop_mode(statefile: str, onshutdown: str) -> str:
-    """What this stop does: what `qemu-init stop` asked (the request is used up), else the
-    guest's ONSHUTDOWN."""
-    if not statefile:
-        return "shutdown"
-    path = statefile + ONSTOP
-    try:
-        fd = _open_owned(path)
-    except OSError:
-        return onshutdown if onshutdown in MODES else "shutdown"
-    try:
-        asked = os.read(fd, 64).decode(errors="replace").strip()
-    finally:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    return asked if asked in MODES else (onshutdown if onshutdown in MODES else "shutdown")
-
 
 def _migration(q, what: str, deadline: float, clock: Callable[[], float],  # type: ignore[no-untyped-def]
                sleep: Callable[[float], None], budget_text: str) -> None:

@@ -3,6 +3,7 @@ runs in tests/e2e/test_save_restore.py), the budget, the stop request, the refus
 belongs to another command line."""
 
 import json
+import shutil
 import os
 import stat
 import subprocess
@@ -15,7 +16,7 @@ import fakeqmp
 from fakeqmp import sock_path  # noqa: F401  (a fixture)
 from qemu_init.errors import GuestError, QMPConnectError
 from guestkit import freebsd as fakes
-from qemu_init.runtime import helperargs, proc, savestate
+from qemu_init.runtime import helperargs, onstop, proc, savestate
 from qemu_init.runtime.control import GuestControl
 
 ARGV = ("qemu-system-x86_64", "-name", "web1", "-m", "256M")
@@ -139,13 +140,13 @@ def test_a_qemu_that_goes_away_midway_is_no_save(tmp_path):
 
 def test_the_stop_request_of_the_cli_is_used_once(tmp_path):
     statefile = str(tmp_path / "state" / "web1.state")
-    assert savestate.stop_mode(statefile, "save") == "save"
-    savestate.request(statefile, "shutdown")
-    assert savestate.stop_mode(statefile, "save") == "shutdown"
-    assert savestate.stop_mode(statefile, "save") == "save"  # used up
-    savestate.request(statefile, "save")
-    assert savestate.stop_mode(statefile, "shutdown") == "save"
-    assert savestate.stop_mode("", "save") == "shutdown"  # nowhere to save to
+    assert onstop.stop_mode(statefile, "save") == "save"
+    onstop.request(statefile, "shutdown")
+    assert onstop.stop_mode(statefile, "save") == "shutdown"
+    assert onstop.stop_mode(statefile, "save") == "save"  # used up
+    onstop.request(statefile, "save")
+    assert onstop.stop_mode(statefile, "shutdown") == "save"
+    assert onstop.stop_mode("", "save") == "shutdown"  # nowhere to save to
 
 
 def test_a_planted_request_link_is_not_followed(tmp_path):
@@ -153,7 +154,7 @@ def test_a_planted_request_link_is_not_followed(tmp_path):
     statefile.parent.mkdir()
     (tmp_path / "elsewhere").write_text("save\n")
     os.symlink(tmp_path / "elsewhere", f"{statefile}.onstop")
-    assert savestate.stop_mode(str(statefile), "shutdown") == "shutdown"
+    assert onstop.stop_mode(str(statefile), "shutdown") == "shutdown"
 
 
 def test_the_state_is_bound_to_the_command_line_qemu_runs(tmp_path):
@@ -303,3 +304,90 @@ def test_systemd_allows_a_start_the_restore_of_its_ram(tmp_path):
     qemud = next(f.text for f in render.qemud_files(site, "systemd"))
     total = sum(i.guest.bootdelay + services.start_timeout(i.guest.savetime) for i in site.guests)
     assert f"TimeoutStartSec={total}\n" in qemud
+
+
+# -- `qemu-init stop [--save]`: a request only where it differs from ONSHUTDOWN ---------------------
+
+def _inventory(tmp_path, **onshutdown):
+    from qemu_init.inventory import Inventory
+    from qemu_init.paths import Layout, Paths
+    inventory = Inventory(Paths.for_layout(Layout(), str(tmp_path / "root")))
+    for name, mode in onshutdown.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}-qemud.rc").write_text(
+            f"NAME={name}\nTGTARCH=qemu-system-x86_64\nBRIDGE=none\nONSHUTDOWN={mode}\n")
+        inventory.registry.add(name, str(folder))
+    return inventory
+
+
+@pytest.mark.parametrize("onshutdown, save, asked", [
+    ("save", False, "shutdown"), ("shutdown", True, "save"),  # what differs is asked of its stop
+    ("shutdown", False, None), ("save", True, None),          # what its stop does anyway: no request
+])
+def test_stop_asks_its_service_only_what_differs_from_onshutdown(tmp_path, monkeypatch, onshutdown, save, asked):
+    from qemu_init import guestcmds
+    inventory = _inventory(tmp_path, web1=onshutdown)
+    statefile = inventory.paths.statefile("web1")
+    seen = []
+    monkeypatch.setattr(guestcmds, "_stop_guest", lambda inv, gc, control, timeout, force: seen.append(
+        onstop._request_text(statefile)))
+    assert guestcmds.stop(inventory, "web1", save=save) == 0
+    assert [text and text.partition("\n")[0] for text in seen] == [asked]
+    assert not os.path.lexists(statefile + savestate.ONSTOP)  # withdrawn afterwards
+
+
+def test_stop_asks_against_what_the_installed_script_does(tmp_path, monkeypatch):
+    """ONSHUTDOWN changed since `install`: the service's stop does what its script says."""
+    from qemu_init import guestcmds
+    inventory = _inventory(tmp_path, web1="shutdown")
+    monkeypatch.setattr(inventory, "_recorded_stop", lambda name: {"onshutdown": "save"})
+    seen = []
+    monkeypatch.setattr(guestcmds, "_stop_guest", lambda inv, gc, control, timeout, force: seen.append(
+        onstop.next_mode(gc.statefile, "save")))
+    assert guestcmds.stop(inventory, "web1") == 0
+    assert seen == ["shutdown"]
+
+
+def test_stop_withdraws_only_its_own_request(tmp_path, monkeypatch):
+    """The stop used ours up and another `qemu-init stop --save` wrote its own meanwhile: that
+    one stays, for its stop."""
+    from qemu_init import guestcmds
+    inventory = _inventory(tmp_path, web1="save")
+    statefile = inventory.paths.statefile("web1")
+    others = []
+
+    def stop_guest(inv, gc, control, timeout, force):
+        assert onstop.stop_mode(statefile, "save") == "shutdown"  # its stop uses ours up
+        others.append(onstop.request(statefile, "save"))  # another asker's
+
+    monkeypatch.setattr(guestcmds, "_stop_guest", stop_guest)
+    assert guestcmds.stop(inventory, "web1") == 0
+    assert onstop._request_text(statefile) == others[0]
+    assert onstop.next_mode(statefile, "shutdown") == "save"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_stop_by_a_user_says_what_any_stop_by_a_user_says():
+    """No request to write for a user who cannot: the line of any start or stop by them."""
+    import tempfile
+    from pathlib import Path
+    folder = Path(tempfile.mkdtemp(prefix="qi-save-user-", dir="/tmp"))
+    try:
+        os.chmod(folder, 0o755)  # the user reads the registry and the rc-files
+        _stop_by_a_user(_inventory(folder, web1="save", web2="shutdown"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop_by_a_user(inventory):
+    said = {}
+    for name in ("web1", "web2"):
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "qemu_init", "--root", inventory.paths.root, "stop", name],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        said[name] = done.stderr.replace(name, "NAME")
+    assert "cannot ask its stop" not in said["web1"]
+    assert said["web1"] == said["web2"], said
+    assert not os.path.lexists(inventory.paths.statefile("web1") + savestate.ONSTOP)
