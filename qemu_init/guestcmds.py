@@ -69,10 +69,10 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
     from .runtime import onstop
     from .runtime.lock import locked
     wanted = "save" if save else "shutdown"
-    # what its stop does unasked: where its service stops it, the ONSHUTDOWN of its installed
-    # script (as install recorded it: the files may have changed since), else its files' own
-    does = (inventory._recorded_stop(gc.name).get("onshutdown") if timeout is None else None) or gc.onshutdown
-    if force or not gc.statefile or onstop.mode(str(does)) == wanted:
+    # what its stop does unasked: its files' ONSHUTDOWN, and its installed script's (as install
+    # recorded it; the files may have changed since): asked unless both do what is wanted
+    installed = inventory._recorded_stop(gc.name).get("onshutdown", gc.onshutdown)
+    if force or not gc.statefile or onstop.mode(gc.onshutdown) == onstop.mode(str(installed)) == wanted:
         _stop_guest(inventory, gc, control, timeout, force)  # (a forced stop never saves)
         return
     wait = gc.stopdelay + control.LOCK_SLACK
