@@ -69,10 +69,7 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
     from .runtime import onstop
     from .runtime.lock import locked
     wanted = "save" if save else "shutdown"
-    # what its stop does unasked: its files' ONSHUTDOWN, and its installed script's (as install
-    # recorded it; the files may have changed since): asked unless both do what is wanted
-    installed = inventory._recorded_stop(gc.name).get("onshutdown", gc.onshutdown)
-    if force or not gc.statefile or onstop.mode(gc.onshutdown) == onstop.mode(str(installed)) == wanted:
+    if force or not gc.statefile or _does_unasked(inventory, gc, wanted):
         _stop_guest(inventory, gc, control, timeout, force)  # (a forced stop never saves)
         return
     wait = gc.stopdelay + control.LOCK_SLACK
@@ -87,6 +84,16 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
     finally:
         with locked(gc.lock, wait):
             onstop.withdraw(gc.statefile, asked)
+
+
+def _does_unasked(inventory: Inventory, gc, wanted: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the guest's stop does ``wanted`` (save, shutdown) without a request: its files'
+    ONSHUTDOWN says so, and so does its installed script's (as install recorded it: the files
+    may have changed since; the service's stop runs the script)."""
+    from .runtime import onstop
+    if onstop.mode(gc.onshutdown) != wanted:
+        return False
+    return onstop.mode(str(inventory._recorded_stop(gc.name).get("onshutdown", gc.onshutdown))) == wanted
 
 
 def _stop_guest(inventory: Inventory, gc, control, timeout: Optional[float],  # type: ignore[no-untyped-def]
