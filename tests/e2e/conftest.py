@@ -21,9 +21,11 @@ def deb(request) -> Path:
     try:
         began = time.monotonic()
         path = build_package(REPO, folder)
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"built {path.name} once for this run ({time.monotonic() - began:.0f} s)")
+        plugins = request.config.pluginmanager
+        reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # said on the terminal, not captured
+                reporter.write_line(f"built {path.name} once for this run ({time.monotonic() - began:.0f} s)")
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
