@@ -123,23 +123,10 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
 PRESS_TIMEOUT = 0.5  # seconds for qemud's first press; a guest that misses it is pressed by its stop
 
 
-def press(gc) -> bool:  # type: ignore[no-untyped-def]
-    """Press a running guest's power button once over QMP; whether it got through. Nothing
-    here waits for the guest: its stop machine does that."""
-    from .errors import QMPError
-    from .runtime.qmp import QMP
-    try:
-        with QMP(gc.qmp, PRESS_TIMEOUT) as q:
-            q.execute("system_powerdown")
-        return True
-    except QMPError:
-        return False
-
-
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest: every power button first, then the waits, in
     parallel, dependents first (see the module's docstring)."""
-    from .runtime import control, onstop, savestate
+    from .runtime import button, control, onstop, savestate
 
     # Only a guest with a pid file can be running (its start writes it, its stop removes it):
     # the others' files are not even read, so 300 registered guests of which 20 run cost 20.
@@ -214,7 +201,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
                 key for key in batch
                 if onstop.next_mode(running[key][1].statefile, running[key][1].onshutdown) != "save"]
             pressed = dict.fromkeys(batch, False)
-            pressed.update(zip(buttons, pool_press.map(press, [running[key][1] for key in buttons])))
+            pressed.update(zip(buttons, pool_press.map(lambda gc: button.press(gc, PRESS_TIMEOUT), [running[key][1] for key in buttons])))
             for key in batch:
                 pending.discard(key)
                 with lock:
