@@ -347,12 +347,10 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             # period: a stop stays within STOPDELAY and the forced steps (the init systems'
             # stop timeouts), whether the agent answers, is absent or hangs
             began = time.monotonic()
-            # After a press (qemud stop's), no QMP connection until the machine's first resend:
-            # the guest may be powering off at this moment, and a client connecting to a QEMU
-            # that is exiting could leave it hung, serving the greeting but no command (seen
-            # in 1 of 8 guests of a qemud stop on this machine's QEMU 7.2: a guest that printed
-            # its power-off was forced after STOPDELAY). That press (button.press) resumed a
-            # paused guest.
+            # After qemud's press (``pressed``), no QMP connection before the machine's first
+            # resend: the guest is powering off right then, and an is-it-paused query would only
+            # meet its QEMU on the way out (connection reset) or, when QEMU is slow to answer,
+            # spend up to a second of the grace. That press resumed a paused guest (button.press).
             if not pressed:
                 button.resume(gc, report)
             if gc.agent:  # AGENT=yes: the guest agent first (runtime/agent.py), within the grace
