@@ -93,7 +93,7 @@ def _does_unasked(inventory: Inventory, gc, wanted: str) -> bool:  # type: ignor
     from .runtime import onstop
     if onstop.mode(gc.onshutdown) != wanted:
         return False
-    return onstop.mode(str(inventory._recorded_stop(gc.name).get("onshutdown", gc.onshutdown))) == wanted
+    return onstop.mode(str(inventory.recorded_stop(gc.name).get("onshutdown", gc.onshutdown))) == wanted
 
 
 def _stop_guest(inventory: Inventory, gc, control, timeout: Optional[float],  # type: ignore[no-untyped-def]

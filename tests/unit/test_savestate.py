@@ -341,7 +341,7 @@ def test_stop_asks_against_what_the_installed_script_does(tmp_path, monkeypatch)
     """ONSHUTDOWN changed since `install`: the service's stop does what its script says."""
     from qemu_init import guestcmds
     inventory = _inventory(tmp_path, web1="shutdown")
-    monkeypatch.setattr(inventory, "_recorded_stop", lambda name: {"onshutdown": "save"})
+    monkeypatch.setattr(inventory, "recorded_stop", lambda name: {"onshutdown": "save"})
     seen = []
     monkeypatch.setattr(guestcmds, "_stop_guest", lambda inv, gc, control, timeout, force: seen.append(
         onstop.next_mode(gc.statefile, "save")))
