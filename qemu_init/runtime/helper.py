@@ -136,13 +136,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv, rest = argv[:cut], argv[cut + 1:]
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = _parser(argv[0] if argv else None)  # the scripts name the action first
-    # known_args: "monitor NAME --qmp S info status" puts the command words after an option,
-    # which plain parse_args refuses
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.action != "monitor":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    rest = extra + rest
+    args = helperargs.fast(argv)  # the scripts' start, stop and status: without argparse
+    if args is None:
+        parser = _parser(argv[0] if argv else None)  # the scripts name the action first
+        # known_args: "monitor NAME --qmp S info status" puts the command words after an option,
+        # which plain parse_args refuses
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.action != "monitor":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        rest = extra + rest
     if rest and args.action not in ("start", "monitor"):
         print(f"qemu-init-helper {args.action}: unexpected arguments after '--'", file=sys.stderr)
         return 2

@@ -43,7 +43,7 @@ import pytest
 
 from guestkit import Netns, short_tempdir
 from guestkit.ansible import ansible_venv
-from guestkit.boot import Machine, build_package, copy_tree
+from guestkit.boot import Machine, copy_tree
 from guestkit.layer import layered_root
 
 pytestmark = [
@@ -234,7 +234,7 @@ def _machine(host: str, workdir: Path, inside: Netns) -> Machine:
 
 
 @pytest.fixture(scope="module")
-def fleet():
+def fleet(deb):
     workdir = short_tempdir("qi-ansible-")
     started = time.monotonic()
     with ExitStack() as stack:
@@ -243,9 +243,8 @@ def fleet():
         token = secrets.token_hex(3)
         controller = stack.enter_context(Netns(f"qi-ssh-ctl-{token}"))
         inside = stack.enter_context(Netns(f"qi-ssh-{SSH_HOST}-{token}"))
-        with ThreadPoolExecutor(5) as pool:  # the venv (once), the package and the root copies at once
+        with ThreadPoolExecutor(5) as pool:  # the venv (once) and the root copies at once; the package: conftest's
             venv = pool.submit(ansible_venv)
-            deb = pool.submit(build_package, REPO, workdir)
             for host in HOSTS:
                 (workdir / host).mkdir()
             copies = {host: pool.submit(_machine, host, workdir, inside) for host in HOSTS}
@@ -256,7 +255,7 @@ def fleet():
                 (machine.root / "etc/hostname").write_text(machine.name + "\n")
             _setup_ssh_host(machines[SSH_HOST], workdir, controller, inside)
             list(pool.map(_boot, machines.values()))
-            fleet = Fleet(workdir, machines, deb.result(), venv.result(), controller)
+            fleet = Fleet(workdir, machines, deb, venv.result(), controller)
             print(f"the package, the venv and the booted hosts: {time.monotonic() - started:.1f} s")
         yield fleet
 
