@@ -2,12 +2,18 @@
 
 QEMU joins the guest's first serial port to a unix socket the helper bound (root's, 0600) and
 copies everything the guest writes there into the console log (``logfile=``), a file the helper
-opened as root and passed as a descriptor. QEMU never rotates it, and the helper is no daemon,
-so the cap is kept whenever the helper looks at the guest: ``start`` renames a log over the cap
-to ``LOG.1``; ``status``, ``stop`` and ``console`` (session or ``--tail``) copy a log over the
-cap to ``LOG.1`` and truncate it (logrotate's copytruncate: QEMU appends, so its next line lands
-at the start of the emptied file). Between two looks a chatty guest can write past the cap; at
-most ``CAP`` bytes stay after each look, and ``LOG.1`` holds the ones before.
+opened as root and passed as a descriptor. QEMU never rotates it and the helper is no daemon, so
+the cap is kept whenever the helper looks at the guest, always under the guest's lock
+(runtime/lock.py), so that no two of these ever race (a trim racing start's rename lost QEMU's
+output): ``start`` renames a log over the cap to ``LOG.1`` before QEMU opens it; ``stop``, once
+QEMU is gone, and every ``status`` (also ``list`` and ``qemud status``) and ``console`` (session
+or ``--tail``) run by root, copy a log over the cap to ``LOG.1`` and truncate it (logrotate's
+copytruncate: QEMU appends, so its next line lands at the start of the emptied file). status and
+console take the lock only if it is free at once (``keep_within_cap``): they never wait for a
+start or stop, and leave the log to it. Between two looks a chatty guest can write past the cap;
+at most ``CAP`` bytes stay after each look, and ``LOG.1`` holds the ones before. A guest that runs
+for months is kept near its cap by whatever looks at it now and then (a monitoring check calling
+its status; ``qemu-init list`` from cron).
 
 The session (``qemu-init console NAME``): the terminal in raw mode, every byte to the guest and
 back, Ctrl-] (as ``virsh console``) detaches; the terminal is restored on every way out (the
@@ -58,8 +64,8 @@ def open_log(path: str) -> int:
 
 def trim_log(path: str) -> bool:
     """Keep the log of a running guest within the cap: over it, copied to LOG.1 (whole, via a
-    temporary file) and truncated. Returns whether it trimmed; any failure (not root, no log)
-    leaves the log as it is."""
+    temporary file) and truncated. Only under the guest's lock (stop, keep_within_cap). Returns
+    whether it trimmed; any failure (not root, no log) leaves the log as it is."""
     if not path:
         return False
     try:
@@ -88,9 +94,20 @@ def trim_log(path: str) -> bool:
         os.close(fd)
 
 
-def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None) -> int:
-    """Print the last ``lines`` lines of the console log (0: all of it); trims it first."""
-    trim_log(path)
+def keep_within_cap(path: str, lock: str) -> bool:
+    """trim_log under the guest's lock ``lock``, if it is free at once (lock.try_locked): never
+    waits for a start or stop, never races their rename or trim, does nothing but as root."""
+    if not path:
+        return False
+    from .lock import try_locked
+    with try_locked(lock) as held:
+        return held and trim_log(path)
+
+
+def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None, lock: str = "") -> int:
+    """Print the last ``lines`` lines of the console log (0: all of it); trims it first when the
+    guest's ``lock`` is free (keep_within_cap)."""
+    keep_within_cap(path, lock)
     out = out or sys.stdout.buffer
     data = b""
     for name in (path + ".1", path):  # the lines before a trim are the older ones
@@ -126,16 +143,18 @@ def _session_lock(socket_path: str) -> int:
     return fd
 
 
-def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdout: int = 1) -> int:
+def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdout: int = 1,
+           lock: str = "") -> int:
     """An interactive session on the guest's console; returns 0 when detached or when the
-    guest's console went away (said so), GuestError when there is none to attach to."""
+    guest's console went away (said so), GuestError when there is none to attach to. The log
+    is trimmed first when the guest's ``lock`` is free (keep_within_cap)."""
     import select
     import signal
     import socket
     import time
     if not socket_path:
         raise GuestError("has no console (CONSOLE=no, or the cfg-file sets -serial)")
-    trim_log(log_path)
+    keep_within_cap(log_path, lock)
     if not os.path.exists(socket_path):
         raise GuestError("not running (no console socket)")
     lock = _session_lock(socket_path)

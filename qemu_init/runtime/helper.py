@@ -7,11 +7,11 @@
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         --stopdelay N [--tap IF]... [--statefile STATE] [--onshutdown save|shutdown]
         [--savetime N] [--timeout S] [--force] [-q|--quiet]
-    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--hmp M] [--vnc ADDR:N]
+    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--lock K] [--hmp M] [--vnc ADDR:N]
         [--monitor ADDR:PORT] [--statefile STATE]   (exit: LSB)
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
-    qemu-init-helper console NAME --console C [--console-log CL] [--tail [N]]
+    qemu-init-helper console NAME --console C [--console-log CL] [--lock K] [--tail [N]]
 (start, stop and status also take [--console C] [--console-log CL] [--agent A]: the serial
 console's socket and log, the guest agent's socket)
 
@@ -111,8 +111,8 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         if args.tail is not None:
             if not gc.console_log:
                 raise QemuInitError("--tail needs --console-log")
-            return console.tail(gc.console_log, max(args.tail, 0))
-        return console.attach(gc.name, gc.console, gc.console_log)
+            return console.tail(gc.console_log, max(args.tail, 0), lock=gc.lock)
+        return console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
     if args.action == "status":
         from .status import line
         st = control.status(gc, agent=True)

@@ -5,7 +5,9 @@ guest's VNC display and human monitor: from the data the helper is given (``--vn
 ``--monitor ADDR:PORT``, ``--hmp SOCKET``), so the command line carries no display text.
 
 ``gc`` is anything with ``name``, ``pidfile``, ``qmp``, ``uids``, ``vnc``, ``monitor`` and
-``hmp`` (a control.GuestControl). No lock is taken: status must answer while a stop waits.
+``hmp`` (a control.GuestControl). status never waits for the guest's lock: it must answer while a
+stop waits. It only reads, but for keeping the console log within its cap, which it does only
+holding that lock, taken if free at once (runtime/console.py keep_within_cap).
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ class Status(namedtuple("Status", "code state pid why vnc monitor")):
 def status(gc, agent: bool = False) -> Status:  # type: ignore[no-untyped-def]
     """What the guest is doing, from its pid file, the process and (when it runs) QMP. ``agent``:
     say in ``why`` whether the guest agent answers (up to STATUS_AGENT_TIMEOUT; tables of every
-    guest leave it out). A console log over its cap is trimmed (runtime/console.py)."""
+    guest leave it out). A console log over its cap is trimmed, if the guest's lock is free at
+    once (runtime/console.py keep_within_cap)."""
     console_log = getattr(gc, "console_log", "")
     if console_log:
-        from .console import trim_log
-        trim_log(console_log)
+        from .console import keep_within_cap
+        keep_within_cap(console_log, getattr(gc, "lock", ""))
     try:
         kind, pid = proc.probe(gc.pidfile, gc.name, gc.uids)
     except OSError as e:
