@@ -94,10 +94,18 @@ def trim_log(path: str) -> bool:
         os.close(fd)
 
 
+def over_cap(path: str) -> bool:
+    """Whether the log is over the cap (then trim_log has work to do); False without one."""
+    try:
+        return bool(path) and os.lstat(path).st_size > CAP
+    except OSError:
+        return False
+
+
 def keep_within_cap(path: str, lock: str) -> bool:
     """trim_log under the guest's lock ``lock``, if it is free at once (lock.try_locked): never
     waits for a start or stop, never races their rename or trim, does nothing but as root."""
-    if not path:
+    if not over_cap(path):
         return False
     from .lock import try_locked
     with try_locked(lock) as held:

@@ -12,8 +12,8 @@
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
     qemu-init-helper console NAME --console C [--console-log CL] [--lock K] [--tail [N]]
-(start, stop and status also take [--console C] [--console-log CL] [--agent A]: the serial
-console's socket and log, the guest agent's socket)
+(start and stop also take [--console C] [--console-log CL] [--agent A]: the serial console's
+socket and log, the guest agent's socket; status takes --console-log)
 
 The options are defined once, in helperargs.py (the scripts' words come from there too).
 Everything arrives on the command line: the helper never reads guest configuration, so what the
@@ -115,7 +115,7 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         return console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
     if args.action == "status":
         from .status import line
-        st = control.status(gc, agent=True)
+        st = control.status(gc)  # never the guest agent: init scripts' status is quick and calm
         print(line(gc.name, st))
         return st.code
     if args.action == "start":

@@ -1,7 +1,10 @@
 """What status may touch: the console log only under the guest's lock, and only when that lock is
-free at once (a start or stop holding it is never waited for, nor raced).
+free at once (a start or stop holding it is never waited for, nor raced); the guest agent never
+from the init scripts' status, and from `qemu-init status NAME` only while no start or stop holds
+the lock (the agent serves one client: a stop asking it to shut down must have it).
 
-The real console: tests/e2e/test_console_agent.py.
+A fake QEMU here: a sleeper whose argv reads as the guest's QEMU, and a fake QMP. The real guest
+agent and console: tests/e2e/test_console_agent.py.
 """
 
 from __future__ import annotations
@@ -10,12 +13,18 @@ import contextlib
 import fcntl
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 
+import inprocess
 import pytest
+from fakeqmp import FakeQMP, reply
 
-from qemu_init.runtime import console, control
+from qemu_init.runtime import console, control, helper, helperargs
+from qemu_init.runtime.status import line
 
 
 @pytest.fixture
@@ -34,6 +43,51 @@ def held(path):
         yield
     finally:
         os.close(fd)
+
+
+class Listener:
+    """A unix socket that accepts nothing by itself: whether anyone connected is told afterwards
+    (a connection waits in the backlog), without ever answering (a hung agent)."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self.sock.setblocking(False)
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return False
+        conn.close()
+        return True
+
+    def close(self):
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def running(name, pidfile, qmp):
+    """A process that is guest ``name``'s QEMU to status (its pid file written), answering QMP."""
+    fake = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", name],
+                            executable=sys.executable)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # Popen may return while the exec is under way
+            with open(f"/proc/{fake.pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"qemu-system-x86_64\0"):
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.makedirs(os.path.dirname(pidfile), exist_ok=True)
+        with open(pidfile, "w") as f:
+            f.write(f"{fake.pid}\n")
+        with FakeQMP(qmp, lambda server, m: [reply(m, {"status": "running", "running": True})]):
+            yield fake
+    finally:
+        fake.kill()
+        fake.wait()
 
 
 def _gc(folder, **more):
@@ -103,3 +157,59 @@ def test_a_console_session_trims_only_under_the_lock(folder, monkeypatch):
     with pytest.raises(Exception, match="not running"):
         console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
     assert os.path.getsize(gc.console_log) == 0
+
+
+# -- the guest agent: never from the scripts' status, never against a stop ------------------------
+
+def test_the_scripts_status_never_asks_the_agent(folder, capsys):
+    gc = _gc(folder, agent=f"{folder}/st1.qga")
+    agent = Listener(gc.agent)  # accepts, never answers: asking it would cost the whole timeout
+    try:
+        with running(gc.name, gc.pidfile, gc.qmp) as fake:
+            began = time.monotonic()
+            code = helper.main(helperargs.words("status", gc._asdict()))  # as its script calls it
+            took = time.monotonic() - began
+        assert code == 0
+        assert capsys.readouterr().out == f"st1: running (pid {fake.pid})\n"
+        assert not agent.connected()
+        assert took < 0.4, took
+    finally:
+        agent.close()
+
+
+def test_status_asks_the_agent_only_while_no_start_or_stop_holds_the_lock(folder):
+    gc = _gc(folder, agent=f"{folder}/st1.qga")
+    agent = Listener(gc.agent)
+    try:
+        with running(gc.name, gc.pidfile, gc.qmp) as fake:
+            with held(gc.lock):  # a stop asking the agent to shut down has its one connection
+                st = control.status(gc, agent=True)
+            assert line(gc.name, st) == f"st1: running (pid {fake.pid})"
+            assert not agent.connected()
+            st = control.status(gc, agent=True)  # nobody holds it: asked (and it never answers)
+            assert line(gc.name, st) == f"st1: running (pid {fake.pid}, agent not answering)"
+            assert agent.connected()
+    finally:
+        agent.close()
+
+
+def test_qemu_init_status_does_not_connect_to_the_agent_while_the_lock_is_held(folder):
+    root, vms = os.path.join(folder, "r"), os.path.join(folder, "vms")
+    os.makedirs(vms)
+    with open(os.path.join(vms, "st1-qemud.rc"), "w") as f:
+        f.write("NAME=st1\nTGTARCH=qemu-system-x86_64\nKVM=no\nBRIDGE=none\nAGENT=yes\n")
+    assert inprocess.run(["--root", root, "register", vms]).returncode == 0
+    run = os.path.join(root, "run/qemu-init")
+    os.makedirs(run, exist_ok=True)
+    agent = Listener(os.path.join(run, "st1.qga"))
+    try:
+        with running("st1", os.path.join(run, "st1.pid"), os.path.join(run, "st1.qmp")) as fake:
+            with held(os.path.join(run, "st1.lock")):
+                proc = inprocess.run(["--root", root, "status", "st1"])
+            assert not agent.connected()
+            assert (proc.returncode, proc.stderr) == (0, "")
+            assert proc.stdout.startswith(f"st1: running (pid {fake.pid}") and "agent" not in proc.stdout
+            listing = inprocess.run(["--root", root, "list"])  # tables never ask
+            assert "running" in listing.stdout and not agent.connected()
+    finally:
+        agent.close()
