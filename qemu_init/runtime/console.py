@@ -25,11 +25,11 @@ what the guest answers until it has been quiet for a second (ten at the most).
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
 from ..errors import GuestError
+from .guestlog import nofollow_error
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
@@ -57,9 +57,7 @@ def open_log(path: str) -> int:
     try:
         return os.open(path, flags, 0o640)
     except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise GuestError(f"{path}: is a symbolic link; refusing to follow it") from None
-        raise GuestError(f"{path}: {e.strerror}") from None
+        raise GuestError(nofollow_error(path, e)) from None
 
 
 def trim_log(path: str) -> bool:
@@ -117,22 +115,31 @@ def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None, loc
     guest's ``lock`` is free (keep_within_cap)."""
     keep_within_cap(path, lock)
     out = out or sys.stdout.buffer
-    data = b""
-    for name in (path + ".1", path):  # the lines before a trim are the older ones
-        try:
-            with open(name, "rb") as f:
-                data += f.read()
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise GuestError(f"{name}: {e.strerror}") from None
-    if not data and not os.path.exists(path):
+    older, data = _read(path + ".1"), _read(path)  # the lines before a trim are the older ones
+    if data is None and older is None:
         raise GuestError(f"no console log ({path}): the guest has not started with a console")
+    data = (older or b"") + (data or b"")
     if lines > 0:
         data = b"".join(data.splitlines(keepends=True)[-lines:])
     out.write(data)
     out.flush()
     return 0
+
+
+def _read(path: str) -> Optional[bytes]:
+    """A log's bytes (None when there is none), never through a symlink nor from anything but a
+    regular file (a FIFO would never end): LOGDIR is root's, but root reads nothing planted."""
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise GuestError(nofollow_error(path, e)) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GuestError(f"{path}: not a regular file; refusing to read it")
+        return f.read()
 
 
 # -- the session -------------------------------------------------------------------------------
