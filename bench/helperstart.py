@@ -2,10 +2,11 @@
 
 Two set-ups side by side:
 
-* installed: qemu_init laid out as ``make install`` does (a copy of the package in a private
-  folder, byte-compiled with ``--invalidation-mode checked-hash``, the launcher written by
-  ``contrib/mkfiles.py launchers``), run by the system's ``/usr/bin/python3``: what a host runs;
-* venv: ``.venv/bin/qemu-init-helper``, what the scripts generated in this tree call. The venv's
+* installed: qemu_init laid out as ``make install`` does (``make stage``: a copy of the package
+  in a private folder, byte-compiled with ``--invalidation-mode checked-hash``, the launchers),
+  run by the system's ``/usr/bin/python3``: what a host runs, and what every other section runs
+  (kit.install());
+* venv: ``.venv/bin/qemu-init-helper``, the tree's editable install (``make venv``). The venv's
   interpreter also loads the editable-install finder at every start (site), which costs
   ~10 ms more than a bare interpreter even for ``-c pass``.
 
@@ -17,21 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from kit import PY, REPO, Samples, Section, cli, guestkit, helper, release, round_robin, sandbox, say, timed
-from kit import run as command
+import kit
+from kit import PY, SYSTEM_PYTHON, Samples, Section, cli, guestkit, release, round_robin, sandbox, say, timed
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-LAUNCHER = """#!{python}
-sys.path.insert(0, {libdir!r})
-from qemu_init.runtime.helper import main
-sys.exit(main())
-"""
 SPLIT = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -53,24 +47,11 @@ def installed_env() -> Dict[str, str]:
     return env
 
 
-def install_copy(box: Path, python: str) -> Tuple[Path, Path]:
-    """qemu_init as make install lays it out: (LIBDIR, the qemu-init-helper launcher)."""
-    lib = box / "lib"
-    shutil.copytree(REPO / "qemu_init", lib / "qemu_init", symlinks=False,
-                    ignore=shutil.ignore_patterns("__pycache__", "layout.conf"))
-    command([python, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(lib / "qemu_init")],
-        env=installed_env())
-    bindir = box / "bin"
-    launcher = bindir / "qemu-init-helper"
-    try:  # the launcher make install writes
-        command([PY, str(REPO / "contrib/mkfiles.py"), "launchers", str(bindir), str(lib), python])
-    except Exception:
-        pass
-    if not launcher.exists():  # same shape, in case mkfiles.py changed
-        bindir.mkdir(exist_ok=True)
-        launcher.write_text(LAUNCHER.format(python=python, libdir=str(lib)))
-    launcher.chmod(0o755)
-    return lib, launcher
+def install_copy() -> Tuple[Path, Path]:
+    """qemu_init as make install lays it out (kit.install(), made once per run): (LIBDIR, the
+    qemu-init-helper launcher)."""
+    bindir = kit.installed_bin() or kit.install()
+    return bindir.parent / "lib", bindir / "qemu-init-helper"
 
 
 def parse_importtime(text: str) -> List[Tuple[str, int, int, int]]:
@@ -114,11 +95,11 @@ def run(section: Section, quick: bool) -> None:
         # --runas: the default RUNAS, as a generated script passes it
         status_args = ["status", "benchx", "--pidfile", str(box / "benchx.pid"), "--qmp", str(box / "benchx.qmp"),
                        "--runas", guestkit.GUEST_USER]
-        have_system = os.access(SYSTEM_PYTHON, os.X_OK)
+        have_system = not kit.installable()
         env_inst = installed_env()
         variants = {}
         if have_system:
-            lib, launcher = install_copy(box, SYSTEM_PYTHON)
+            lib, launcher = install_copy()
             variants.update({
                 "python3 -c pass (/usr/bin/python3)": lambda: timed([SYSTEM_PYTHON, "-c", "pass"], env=env_inst),
                 "installed helper: status of a stopped guest": lambda: timed([str(launcher), *status_args], ok=(3,),
@@ -126,10 +107,11 @@ def run(section: Section, quick: bool) -> None:
                 "installed helper: --help": lambda: timed([str(launcher), "--help"], env=env_inst),
             })
         else:
-            section.notes.append(f"{SYSTEM_PYTHON} missing: the installed-layout rows were skipped")
+            section.notes.append(f"{kit.installable()}: the installed-layout rows were skipped")
         variants.update({
             "venv python -c pass": lambda: timed([PY, "-c", "pass"]),
-            "venv qemu-init-helper status of a stopped guest": lambda: timed([*helper(), *status_args], ok=(3,)),
+            "venv qemu-init-helper status of a stopped guest": lambda: timed([str(kit.BIN / "qemu-init-helper"),
+                                                                                *status_args], ok=(3,)),
             "venv python -m qemu_init.runtime.helper --help": lambda: timed([PY, "-m", "qemu_init.runtime.helper",
                                                                              "--help"]),
             "qemu-init --version (the Typer CLI, for comparison)": lambda: timed([*cli(), "--version"]),

@@ -25,17 +25,51 @@ from guestkit import qemuinit  # noqa: E402,F401  (re-exported to scripts.py)
 
 BIN = Path(sys.executable).parent  # the venv's bin: qemu-init, qemu-init-helper
 PY = sys.executable
+SYSTEM_PYTHON = "/usr/bin/python3"
+_INSTALLED: List[Path] = []  # the bin folder of install(), once it ran
+
+
+def install() -> Path:
+    """qemu-init as a host runs it, once per run: ``make stage`` (what ``make install`` copies:
+    the package in a private folder, byte-compiled with checked hashes, the launchers) into a
+    sandbox, run by the system's python3 with the system's jinja2 and typer, PREFIX=/usr as a
+    distribution package has it. The venv's editable install costs every Python start there
+    ~15 ms more (its import hook, loaded by site), which no installed host pays. From then on
+    cli() and helper() — and so the scripts the bench generates — are this installation's."""
+    box = sandbox("inst")
+    stage = box / "stage"
+    run(["make", "-s", "-C", str(REPO), "stage", f"PYTHON={SYSTEM_PYTHON}", f"STAGE={stage}", "INITSYS=none",
+         "PREFIX=/usr", f"LIBDIR={stage / 'lib'}", f"BINDIR={stage / 'bin'}"])
+    _INSTALLED.append(stage / "bin")
+    return stage / "bin"
+
+
+def installable() -> str:
+    """Why install() cannot run here ("" if it can): the system python3 needs jinja2 and typer."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"no {SYSTEM_PYTHON}"
+    found = subprocess.run([SYSTEM_PYTHON, "-c", "import jinja2, typer"], capture_output=True)
+    return "" if found.returncode == 0 else f"{SYSTEM_PYTHON} lacks jinja2 or typer"
+
+
+def installed_bin() -> Optional[Path]:
+    """The bin folder of install(), None before it ran."""
+    return _INSTALLED[0] if _INSTALLED else None
+
+
+def _bin() -> Path:
+    return installed_bin() or BIN
 
 
 def cli() -> List[str]:
-    """How a user runs qemu-init: the console script beside the interpreter."""
-    script = BIN / "qemu-init"
+    """How a user runs qemu-init: the installation's launcher (install()), else the venv's."""
+    script = _bin() / "qemu-init"
     return [str(script)] if os.access(script, os.X_OK) else [PY, "-m", "qemu_init"]
 
 
 def helper() -> List[str]:
     """The runtime helper as the generated scripts call it (see sites.helper_command)."""
-    script = BIN / "qemu-init-helper"
+    script = _bin() / "qemu-init-helper"
     return [str(script)] if os.access(script, os.X_OK) else [PY, "-m", "qemu_init.runtime.helper"]
 
 

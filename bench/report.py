@@ -106,6 +106,7 @@ def machine_lines(info: dict, args: str, seconds: float) -> List[str]:
     return [
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['qemu']}, Python {info['python']}, "
         f"Linux {info['kernel']}; load average at start {info['loadavg_at_start']}.",
+        f"qemu-init: {info.get('qemu-init', 'the venv')}.",
         f"Run: {info['date']}, `bench/run.py{(' ' + args) if args else ''}`, {seconds:.0f} s in all. "
         "Medians of interleaved repeats; ratios are of medians measured side by side in this one run.",
         "",

@@ -60,6 +60,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller sizes (~3 min)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME[,NAME]",
                         help="run only these sections (repeatable)")
+    parser.add_argument("--venv", action="store_true",
+                        help="run the venv's editable qemu-init rather than a make-install copy")
     parser.add_argument("--results", default=str(HERE / "results"), metavar="DIR",
                         help="where latest.json and README-table.md go (default: bench/results)")
     args = parser.parse_args()
@@ -72,6 +74,11 @@ def main() -> int:
     kit.install_signal_handlers()
     info = report.machine()
     kit.bytecode_cache()
+    why = "--venv" if args.venv else kit.installable()
+    if why:
+        info["qemu-init"] = f"the venv's editable install ({why})"
+    else:
+        info["qemu-init"] = f"make stage, run by {kit.SYSTEM_PYTHON}: {kit.install()}"
     began = time.monotonic()
     sections = []
     interrupted = False

@@ -121,17 +121,22 @@ def by_hand(start_args: List[str]) -> List[str]:
     descriptors the helper binds and passes, ``-daemonize -pidfile`` (the script's pid file) so
     that the command returns once QEMU has set the guest up, and without ``-sandbox`` (QEMU's
     sandbox forbids the fork of ``-daemonize``). As whoever runs it (root here): no privilege
-    drop. A descriptor that is not one of the two sockets (a tap) has no by-hand equivalent
-    here: RuntimeError."""
+    drop. The serial console's log, which the helper opens and hands over as an fd set
+    (``-add-fd``, ``logfile=/dev/fdset/N``), is QEMU's own ``logfile=PATH`` by hand. A descriptor
+    that is none of these (a tap) has no by-hand equivalent here: RuntimeError."""
     argv = start_args[start_args.index("--") + 1:]
-    from qemu_init.runtime import launch  # the descriptor numbers the helper fills
-    paths = {f"fd={launch.QMP_FD}": option(start_args, "qmp"), f"fd={launch.HMP_FD}": option(start_args, "hmp")}
+    from qemu_init.runtime import fds  # the descriptor numbers the helper fills
+    paths = {f"fd={fds.QMP_FD}": option(start_args, "qmp"), f"fd={fds.HMP_FD}": option(start_args, "hmp"),
+             f"fd={fds.CONSOLE_FD}": option(start_args, "console"), f"fd={fds.AGENT_FD}": option(start_args, "agent")}
+    log = option(start_args, "console-log")
     out: List[str] = []
     words = iter(argv)
     for word in words:
-        if word == "-sandbox":
+        if word == "-sandbox" or (word == "-add-fd" and log):
             next(words, None)
             continue
+        if log and word.startswith("socket,") and ",logfile=/dev/fdset/" in word:
+            word = ",".join("logfile=" + log if p.startswith("logfile=") else p for p in word.split(","))
         if out and out[-1] in ("-chardev", "-netdev", "-add-fd") and "fd=" in word:
             parts = word.split(",")
             fds = [i for i, part in enumerate(parts) if part.startswith("fd=")]

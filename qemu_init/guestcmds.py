@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from .errors import ConfigError, GuestError, QemuInitError
+from .inventory import runs
 from .output import echo, emit_json, none_registered, report, table, warn
 
 TYPE_CHECKING = False
@@ -51,7 +52,7 @@ def _progress(name: str):  # type: ignore[no-untyped-def]
 def _start(inventory: Inventory, gc, control, bridges: Sequence[str] = ()) -> None:  # type: ignore[no-untyped-def]
     """Start a guest through its installed service (owner), as qemud does at boot."""
     from . import owner
-    if inventory.running(gc.name):
+    if runs(gc):
         control.start(gc)  # says it already runs, as its script would
         return
     owner.start_guest(inventory.paths, gc.name, lambda: control.start(gc), echo, bridges=bridges, warn=warn)
@@ -83,7 +84,7 @@ def _stop_guest(inventory: Inventory, gc, control, timeout: Optional[float],  # 
     from . import owner
     direct = lambda: control.stop(gc, timeout=timeout, force=force, progress=_progress(gc.name))  # noqa: E731
     if timeout is None and not force:
-        owner.stop_guest(inventory.paths, gc.name, direct, lambda: inventory.running(gc.name), echo, warn=warn)
+        owner.stop_guest(inventory.paths, gc.name, direct, lambda: runs(gc), echo, warn=warn)
         return
     direct()
     owner.stop(inventory.paths, owner.detect_init(), gc.name)  # nothing left to stop: just the record
@@ -91,7 +92,7 @@ def _stop_guest(inventory: Inventory, gc, control, timeout: Optional[float],  # 
 
 def start(inventory: Inventory, name: str, discard_state: bool = False) -> int:
     with _guest(inventory, name) as (gc, control):
-        if discard_state and not inventory.running(gc.name):
+        if discard_state and not runs(gc):
             from .runtime import savestate
             if savestate.discard(gc.statefile):
                 control.log(gc, f"saved state {gc.statefile} discarded (--discard-state)")

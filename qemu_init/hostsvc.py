@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Set, Tuple
 
 from . import owner
 from .errors import ERROR
-from .inventory import Inventory
+from .inventory import Inventory, runs
 from .model import Guest
 from .registry import Entry
 
@@ -100,7 +100,7 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
             say(f"{guest.name}: not started, it depends on {', '.join(missing)}, which failed")
             failed[key] = guest.name
             continue
-        if inventory.running(guest.name):
+        if runs(inventory.control(entry, guest)):
             say(f"{guest.name}: already running")
             continue
         if guest.bootdelay:
@@ -123,23 +123,10 @@ def start(inventory: Inventory, say: Say = _say, sleep: Callable[[float], None] 
 PRESS_TIMEOUT = 0.5  # seconds for qemud's first press; a guest that misses it is pressed by its stop
 
 
-def press(gc) -> bool:  # type: ignore[no-untyped-def]
-    """Press a running guest's power button once over QMP; whether it got through. Nothing
-    here waits for the guest: its stop machine does that."""
-    from .errors import QMPError
-    from .runtime.qmp import QMP
-    try:
-        with QMP(gc.qmp, PRESS_TIMEOUT) as q:
-            q.execute("system_powerdown")
-        return True
-    except QMPError:
-        return False
-
-
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest: every power button first, then the waits, in
     parallel, dependents first (see the module's docstring)."""
-    from .runtime import control, proc, savestate
+    from .runtime import button, control, savestate
 
     # Only a guest with a pid file can be running (its start writes it, its stop removes it):
     # the others' files are not even read, so 300 registered guests of which 20 run cost 20.
@@ -154,15 +141,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
         else:  # files gone bad are stopped all the same: a host shutdown must not lose them
             controls[entry.name.lower()] = (entry.name, inventory.bare_control(entry.name), ())
 
-    def runs(gc) -> bool:  # type: ignore[no-untyped-def]
-        # Identity is all this needs (pid file and /proc), not a QMP round trip per guest; a
-        # guest we cannot look at is tried all the same (its stop will say what is wrong).
-        try:
-            return proc.probe(gc.pidfile, gc.name, gc.uids)[0] == proc.GUEST
-        except OSError:
-            return True
-
-    running = {k: v for k, v in controls.items() if runs(v[1])}
+    running = {k: v for k, v in controls.items() if runs(v[1])}  # a guest we cannot look at is tried all the same
     if not running:
         say("no guest is running")
         return 0
@@ -220,7 +199,7 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
             buttons = [] if init == "systemd" else [
                 key for key in batch if running[key][1].onshutdown != "save"]
             pressed = dict.fromkeys(batch, False)
-            pressed.update(zip(buttons, pool_press.map(press, [running[key][1] for key in buttons])))
+            pressed.update(zip(buttons, pool_press.map(lambda gc: button.press(gc, PRESS_TIMEOUT), [running[key][1] for key in buttons])))
             for key in batch:
                 pending.discard(key)
                 with lock:

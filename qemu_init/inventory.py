@@ -83,6 +83,17 @@ def recorded_stops(record: str) -> Dict[str, Dict[str, object]]:
     return found
 
 
+def runs(gc) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the guest of a GuestControl runs, from its pid file and /proc alone (identity: no
+    QMP round trip, no config); when that cannot be told (permissions), assume it does: the
+    worst case for callers (a start is refused, a stop is tried and says what is wrong)."""
+    from .runtime import proc
+    try:
+        return proc.probe(gc.pidfile, gc.name, gc.uids)[0] == proc.GUEST
+    except OSError:
+        return True
+
+
 class Inventory:
     def __init__(self, paths: Paths):
         self.paths = paths
@@ -154,14 +165,9 @@ class Inventory:
         return {}
 
     def running(self, name: str) -> bool:
-        """Whether guest ``name`` runs, from its pid file and /proc alone (no QMP, no config);
-        when that cannot be told (permissions), assume it does: the worst case for callers."""
-        from .runtime import proc
-        gc = self.bare_control(name)
-        try:
-            return proc.probe(gc.pidfile, name, gc.uids)[0] == proc.GUEST
-        except OSError:
-            return True
+        """Whether guest ``name`` runs, without reading its files (they may have gone bad): see
+        runs() and bare_control()."""
+        return runs(self.bare_control(name))
 
     def check(self, targets: Sequence[str] = (), init: Optional[str] = None) -> List[Problem]:
         """Every problem of the targets (names or paths; default: all registered guests, and

@@ -107,3 +107,40 @@ def test_stop_resumes_a_paused_guest_before_pressing_its_power_button(sock_path)
     commands = [c for c in server.commands() if c != "qmp_capabilities"]
     assert commands[:3] == ["query-status", "cont", "system_powerdown"], commands
     assert result.stdout.splitlines()[0] == f"{NAME}: it was paused: resumed it"
+
+
+def test_qemuds_press_resumes_a_paused_guest_and_its_stop_connects_no_more_before_the_resend(sock_path):
+    """qemud stop (hostsvc) presses every button with button.press, then runs each stop with
+    pressed=True. The press resumes a paused guest on its one connection; the stop then leaves
+    QMP alone until the machine's first resend: a guest powering off right after the press must
+    not meet a new client as its QEMU exits (one hung so, and was forced after STOPDELAY)."""
+    import threading
+
+    from fakeqmp import reply
+    from qemu_init.runtime import button, control
+    folder = os.path.dirname(sock_path)
+    gc = control.GuestControl(name=NAME, pidfile=f"{folder}/{NAME}.pid", qmp=sock_path, lock=f"{folder}/{NAME}.lock",
+                              log=f"{folder}/{NAME}.log", runas=pwd.getpwuid(os.getuid()).pw_name, stopdelay=10)
+    guest = _stand_in()
+    answer = lambda server, m: [reply(m, {"status": "paused", "running": False}  # noqa: E731
+                                      if m.get("execute") == "query-status" else None)]
+    powers_off = threading.Timer(1.0, guest.terminate)  # the guest obeys the press a second later
+    try:
+        with open(gc.pidfile, "w") as f:
+            f.write(f"{guest.pid}\n")
+        with FakeQMP(sock_path, answer) as server:
+            assert button.press(gc, 0.5)
+            pressed = server.commands()
+            powers_off.start()
+            started = time.monotonic()
+            assert control.stop(gc, pressed=True) == 0
+            took = time.monotonic() - started
+            after = server.commands()
+    finally:
+        powers_off.cancel()
+        guest.kill()
+        guest.wait()
+        guest.stdout.close()
+    assert pressed == ["qmp_capabilities", "query-status", "cont", "system_powerdown"], pressed
+    assert after == pressed, after  # not one connection more: it was gone before the resend
+    assert took < Timing().resend, took

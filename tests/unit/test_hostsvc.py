@@ -102,11 +102,11 @@ def test_stop_presses_every_button_before_any_wait(tmp_path, monkeypatch):
     """qemud stop (issue 15): every ready guest's power button first, then the stop machines
     that wait; a guest with running dependents is pressed only once they are gone."""
     from qemu_init import hostsvc
-    from qemu_init.runtime import control, proc
+    from qemu_init.runtime import button, control, proc
     inventory = _host_with(tmp_path, a1="", b1="", c1="", d1="", db1="", web1="db1")
     events = []
     monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
-    monkeypatch.setattr(hostsvc, "press", lambda gc: events.append(("press", gc.name)) or True)
+    monkeypatch.setattr(button, "press", lambda gc, timeout: events.append(("press", gc.name)) or True)
 
     def stop(gc, pressed=False, **kw):
         events.append(("wait", gc.name, pressed))
@@ -122,11 +122,11 @@ def test_stop_presses_every_button_before_any_wait(tmp_path, monkeypatch):
 
 def test_a_guest_that_missed_qemuds_press_is_pressed_by_its_stop(tmp_path, monkeypatch):
     from qemu_init import hostsvc
-    from qemu_init.runtime import control, proc
+    from qemu_init.runtime import button, control, proc
     inventory = _host_with(tmp_path, a1="")
     calls = []
     monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
-    monkeypatch.setattr(hostsvc, "press", lambda gc: False)  # its control socket did not answer
+    monkeypatch.setattr(button, "press", lambda gc, timeout: False)  # its control socket did not answer
     monkeypatch.setattr(control, "stop", lambda gc, pressed=False, **kw: calls.append(pressed))
     assert hostsvc.stop(inventory, say=lambda line: None) == 0
     assert calls == [False]
@@ -134,12 +134,12 @@ def test_a_guest_that_missed_qemuds_press_is_pressed_by_its_stop(tmp_path, monke
 
 def test_stop_reads_only_the_guests_with_a_pid_file(tmp_path, monkeypatch):
     from qemu_init import hostsvc
-    from qemu_init.runtime import control, proc
+    from qemu_init.runtime import button, control, proc
     inventory = _host_with(tmp_path, a1="", b1="")
     os.unlink(inventory.paths.pidfile("b1"))
     (tmp_path / "b1" / "b1-qemud.rc").write_text("RAM=lots\n")  # never read: it cannot be running
     monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
-    monkeypatch.setattr(hostsvc, "press", lambda gc: True)
+    monkeypatch.setattr(button, "press", lambda gc, timeout: True)
     stopped = []
     monkeypatch.setattr(control, "stop", lambda gc, **kw: stopped.append(gc.name))
     loaded = []
