@@ -1,7 +1,8 @@
-"""What status may touch: the console log only under the guest's lock, and only when that lock is
-free at once (a start or stop holding it is never waited for, nor raced); the guest agent never
-from the init scripts' status, and from `qemu-init status NAME` only while no start or stop holds
-the lock (the agent serves one client: a stop asking it to shut down must have it).
+"""Who trims the console log: start and stop, holding the guest's lock; status and console only
+under that lock too, and only when it is free at once (a start or stop holding it is never waited
+for, nor raced). Who asks the guest agent: never the init scripts' status; `qemu-init status
+NAME` only while no start or stop holds the lock (the agent serves one client: a stop asking it to
+shut down must have it).
 
 A fake QEMU here: a sleeper whose argv reads as the guest's QEMU, and a fake QMP. The real guest
 agent and console: tests/e2e/test_console_agent.py.
@@ -23,6 +24,7 @@ import inprocess
 import pytest
 from fakeqmp import FakeQMP, reply
 
+from qemu_init.errors import GuestError
 from qemu_init.runtime import console, control, helper, helperargs
 from qemu_init.runtime.status import line
 
@@ -68,8 +70,9 @@ class Listener:
 
 
 @contextlib.contextmanager
-def running(name, pidfile, qmp):
-    """A process that is guest ``name``'s QEMU to status (its pid file written), answering QMP."""
+def running(name, pidfile, qmp, obeys=False):
+    """A process that is guest ``name``'s QEMU to status (its pid file written), answering QMP;
+    ``obeys``: it ends at the first press of its power button."""
     fake = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", name],
                             executable=sys.executable)
     try:
@@ -83,7 +86,12 @@ def running(name, pidfile, qmp):
         os.makedirs(os.path.dirname(pidfile), exist_ok=True)
         with open(pidfile, "w") as f:
             f.write(f"{fake.pid}\n")
-        with FakeQMP(qmp, lambda server, m: [reply(m, {"status": "running", "running": True})]):
+        def answer(server, message):
+            if obeys and message["execute"] == "system_powerdown":
+                fake.kill()
+            return [reply(message, {"status": "running", "running": True})]
+
+        with FakeQMP(qmp, answer):
             yield fake
     finally:
         fake.kill()
@@ -157,6 +165,44 @@ def test_a_console_session_trims_only_under_the_lock(folder, monkeypatch):
     with pytest.raises(Exception, match="not running"):
         console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
     assert os.path.getsize(gc.console_log) == 0
+
+
+def _free(lock) -> bool:
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def test_stop_trims_the_log_holding_the_lock(folder, monkeypatch):
+    gc = _gc(folder, console_log=f"{folder}/st1.console.log", log=f"{folder}/st1.log", stopdelay=5)
+    _big_log(gc.console_log, monkeypatch)
+    trims = []
+    real = console.trim_log
+    monkeypatch.setattr(console, "trim_log", lambda path: trims.append(_free(gc.lock)) or real(path))
+    with running(gc.name, gc.pidfile, gc.qmp, obeys=True):
+        assert control.stop(gc) == 0
+    assert trims == [False]  # trimmed once, the lock held (by the stop)
+    assert os.path.getsize(gc.console_log) == 0
+
+
+def test_start_renames_the_log_holding_the_lock(folder, monkeypatch):
+    gc = _gc(folder, console=f"{folder}/st1.console", console_log=f"{folder}/st1.console.log",
+             log=f"{folder}/st1.log", argv=("qemu-system-x86_64", "-name", "st1"))
+    seen = []
+
+    def open_log(path):  # where the start opens (and renames) the log: seen, then the start ends
+        seen.append(_free(gc.lock))
+        raise GuestError("enough")
+
+    monkeypatch.setattr(console, "open_log", open_log)
+    with pytest.raises(GuestError, match="enough"):
+        control.start(gc)
+    assert seen == [False]  # the start held the lock
 
 
 # -- the guest agent: never from the scripts' status, never against a stop ------------------------
