@@ -172,7 +172,7 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
     keep_within_cap(log_path, lock)
     if not os.path.exists(socket_path):
         raise GuestError("not running (no console socket)")
-    lock = _session_lock(socket_path)
+    session = _session_lock(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     saved = None
     handlers = {}
@@ -235,4 +235,4 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         sock.close()
-        os.close(lock)
+        os.close(session)
