@@ -191,25 +191,10 @@ def shutdown_time(stopdelays: Sequence[int], parallel: int) -> int:
 
 def shutdown_estimate(guests: Sequence[Guest], parallel: int) -> int:
     """Worst-case seconds for the host service to stop ``guests``: the slots filled longest
-    first, and never less than the longest DEPENDS chain, since a guest stops only after every
-    guest that depends on it is down."""
-    by_name = {g.name.lower(): g for g in guests}
-    dependents: Dict[str, List[str]] = {k: [] for k in by_name}
-    for guest in guests:
-        for dep in guest.depends:
-            if dep.lower() in dependents:
-                dependents[dep.lower()].append(guest.name.lower())
-    down_at: Dict[str, int] = {}
-
-    def chain(key: str, path: Tuple[str, ...] = ()) -> int:
-        """Seconds until ``key`` is down when it waits for its dependents first."""
-        if key not in down_at:
-            before = [chain(d, path + (key,)) for d in dependents[key] if d not in path]  # cycles: cut
-            down_at[key] = max(before, default=0) + stop_seconds(by_name[key]) + FORCED_STEPS
-        return down_at[key]
-
+    first, and never less than the longest DEPENDS chain (stop_chain), since a guest stops only
+    after every guest that depends on it is down."""
     packed = shutdown_time([stop_seconds(g) for g in guests], parallel)
-    return max([packed] + [chain(k) for k in by_name])
+    return max(packed, stop_chain(guests)[1])
 
 
 def rc_conf_timeout(path: str) -> Optional[int]:

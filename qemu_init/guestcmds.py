@@ -62,21 +62,38 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
           force: bool = False, save: bool = False) -> None:
     """Stop a guest through its installed service (owner). With --timeout or --force, which its
     service has no way to pass on, the helper stops it here; its service then records that.
-    By hand a guest shuts down, whatever its ONSHUTDOWN says, unless ``save``: asked of its
-    service's stop through a request file (runtime/savestate.py), removed again afterwards."""
-    import os
-
-    from .runtime import savestate
-    try:
-        asked = savestate.request(gc.statefile, "save" if save else "shutdown") if gc.statefile else ""
-    except OSError as e:
-        raise GuestError(f"{e.filename or gc.statefile}: {e.strerror}: cannot ask its stop to"
-                         f" {'save' if save else 'shut it down'}") from None
+    By hand a guest shuts down, whatever its ONSHUTDOWN says, unless ``save``. Where that is not
+    what its service's stop does anyway (ONSHUTDOWN), it is asked of that stop by a request
+    file (runtime/onstop.py), written and withdrawn under the guest's lock, as start and stop
+    hold it: so it never races another stop's request, and only our own is withdrawn."""
+    from .runtime import onstop
+    from .runtime.lock import locked
+    wanted = "save" if save else "shutdown"
+    if force or not gc.statefile or _does_unasked(inventory, gc, wanted):
+        _stop_guest(inventory, gc, control, timeout, force)  # (a forced stop never saves)
+        return
+    wait = gc.stopdelay + control.LOCK_SLACK
+    with locked(gc.lock, wait):  # a user who may not take it is told so, as by any stop
+        try:
+            asked = onstop.request(gc.statefile, wanted)
+        except OSError as e:
+            raise GuestError(f"{e.filename or gc.statefile}: {e.strerror}: cannot ask its stop to"
+                             f" {'save' if save else 'shut it down'}") from None
     try:
         _stop_guest(inventory, gc, control, timeout, force)
     finally:
-        if asked and os.path.lexists(asked):
-            os.unlink(asked)
+        with locked(gc.lock, wait):
+            onstop.withdraw(gc.statefile, asked)
+
+
+def _does_unasked(inventory: Inventory, gc, wanted: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the guest's stop does ``wanted`` (save, shutdown) without a request: its files'
+    ONSHUTDOWN says so, and so does its installed script's (as install recorded it: the files
+    may have changed since; the service's stop runs the script)."""
+    from .runtime import onstop
+    if onstop.mode(gc.onshutdown) != wanted:
+        return False
+    return onstop.mode(str(inventory.recorded_stop(gc.name).get("onshutdown", gc.onshutdown))) == wanted
 
 
 def _stop_guest(inventory: Inventory, gc, control, timeout: Optional[float],  # type: ignore[no-untyped-def]

@@ -126,7 +126,7 @@ PRESS_TIMEOUT = 0.5  # seconds for qemud's first press; a guest that misses it i
 def stop(inventory: Inventory, say: Say = _say) -> int:
     """Stop every running registered guest: every power button first, then the waits, in
     parallel, dependents first (see the module's docstring)."""
-    from .runtime import button, control, savestate
+    from .runtime import button, control, onstop, savestate
 
     # Only a guest with a pid file can be running (its start writes it, its stop removes it):
     # the others' files are not even read, so 300 registered guests of which 20 run cost 20.
@@ -190,14 +190,16 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
             batch = ready[:max(0, workers - len(futures))]
             # Every button of the batch first, then the waits: no guest's power-off waits for
             # another guest's stop to get going.
-            # A guest to be saved (ONSHUTDOWN=save) is not pressed: its stop saves its state.
-            # (savestate.stop_mode is not asked: it uses up a request meant for the stop itself)
+            # A guest whose stop will save (ONSHUTDOWN=save, or a pending `qemu-init stop
+            # --save`) is not pressed: the press would power it off, or go into its state.
+            # (onstop.next_mode looks at the request without using it up: it is its stop's.)
             # On systemd the guests' own units stop at the same time (no order ties them to
             # qemud): a press outside the guest's stop lock would race the unit's stop machine,
             # which would then find QEMU on its way out and call it forced. There each stop
             # presses under the lock.
             buttons = [] if init == "systemd" else [
-                key for key in batch if running[key][1].onshutdown != "save"]
+                key for key in batch
+                if onstop.next_mode(running[key][1].statefile, running[key][1].onshutdown) != "save"]
             pressed = dict.fromkeys(batch, False)
             pressed.update(zip(buttons, pool_press.map(lambda gc: button.press(gc, PRESS_TIMEOUT), [running[key][1] for key in buttons])))
             for key in batch:

@@ -143,7 +143,7 @@ class Inventory:
         raised to MINSTOPDELAY, the host's system user and no taps."""
         from .keys import RC_KEYS, default, stopdelay
         from .runtime.control import GuestControl
-        recorded = self._recorded_stop(name)
+        recorded = self.recorded_stop(name)
         if recorded:
             return GuestControl(**recorded)
         paths = self.paths
@@ -153,7 +153,7 @@ class Inventory:
                             stopdelay=stopdelay(default(RC_KEYS, "STOPDELAY"), self.host.minstopdelay),
                             statefile=paths.statefile(name))
 
-    def _recorded_stop(self, name: str) -> Dict[str, object]:
+    def recorded_stop(self, name: str) -> Dict[str, object]:
         """The GuestControl fields of guest ``name``'s recorded stop ({} if none is recorded)."""
         for record in sorted(glob.glob(os.path.join(glob.escape(self.paths.vardir), "installed-*"))):
             try:

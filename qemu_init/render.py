@@ -125,7 +125,8 @@ def guest_files(site: Site, info: GuestInfo, init: str) -> List[Rendered]:
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
         unit_requires=[unit_file(n) for n in needs],
         forced_steps=FORCED_STEPS, stop_margin=STOP_MARGIN, stop_timeout=stop_timeout(plan.stopdelay + plan.savetime),
-        launch_timeout=math.ceil(LAUNCH_TIMEOUT), start_margin=START_MARGIN, start_timeout=start_timeout(),
+        launch_timeout=math.ceil(LAUNCH_TIMEOUT), start_margin=START_MARGIN,
+        start_timeout=start_timeout(plan.savetime),
     )
     if init == "systemd":
         return [Rendered(unit_file(service), render("systemd/guest.service.j2", **context), UNIT_MODE, "unitdir")]
@@ -168,8 +169,9 @@ def qemud_files(site: Site, init: str) -> List[Rendered]:
         # Wants, not Requires: one bridge failing must not keep the guests on other bridges down.
         unit_after=["network.target", "remote-fs.target"] + [unit_file(n) for n in needs],
         unit_wants=[unit_file(n) for n in needs],
-        # qemud start launches the guests one after the other: each may take a guest unit's start.
-        start_timeout=sum(g.bootdelay for g in guests) + start_timeout() * max(len(guests), 1),
+        # qemud start launches the guests one after the other: each may take a guest unit's start
+        # (a restore's time included); with none registered yet, one guest's worth.
+        start_timeout=sum(g.bootdelay + start_timeout(g.savetime) for g in guests) if guests else start_timeout(),
         start_per_guest=start_timeout(),
         # At least one guest's worth: guests registered later get stopped too, even before the
         # next `qemu-init install` recomputes this.

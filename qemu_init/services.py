@@ -1,6 +1,6 @@
 """What the init systems are told about each service beyond its script: the unit file names and
-the start and stop timeouts, from the helper's own waits (LAUNCH_TIMEOUT, STOPDELAY and the
-stop machine's forced steps) and a margin each.
+the start and stop timeouts, from the helper's own waits (LAUNCH_TIMEOUT, a save's or restore's
+time, STOPDELAY and the stop machine's forced steps) and a margin each.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ def unit_file(name: str) -> str:
     return name + ".service"
 
 
-def start_timeout() -> int:
+def start_timeout(savetime: int = 0) -> int:
     """systemd's TimeoutStartSec for one guest: the helper gives QEMU LAUNCH_TIMEOUT to come up,
+    then a saved state ``savetime`` to load (the guest's save budget, runtime/savestate.budget),
     and systemd must not kill the start (and the QEMU with it) before the helper gives up."""
-    return math.ceil(LAUNCH_TIMEOUT) + START_MARGIN
+    return math.ceil(LAUNCH_TIMEOUT) + savetime + START_MARGIN
 
 
 def stop_timeout(stopdelay: int) -> int:

@@ -15,7 +15,7 @@ import time
 from collections import namedtuple
 
 from ..errors import GuestError, QMPConnectError, QMPError
-from . import helperargs, hooks, proc
+from . import helperargs, hooks, onstop, proc, savestate
 from .guestlog import log, makedirs, nofollow_error, open_log, warn
 from .lock import locked
 from .monitor import MONITOR_TIMEOUT
@@ -85,6 +85,8 @@ def _delete_taps(gc: GuestControl) -> None:
 
 
 def _cleanup(gc: GuestControl) -> None:
+    if gc.pidfile:  # what the start recorded for a save goes with the pid file (not worth a word)
+        _unlink(savestate.launch_record(gc.pidfile))
     removed = [p for p in (gc.pidfile, gc.qmp, gc.hmp, gc.console, gc.agent) if p and _unlink(p)]
     if removed:
         log(gc, "removed " + ", ".join(removed))
@@ -193,6 +195,8 @@ def _launch(gc: GuestControl, restore: Optional[Callable[[], None]] = None) -> i
             with out:
                 qemu = launch.spawn(gc.argv, {**fds, **taps}, identity, out)
                 _write_pidfile(gc, qemu.pid)
+                if gc.statefile:  # what a save of it binds the state to
+                    savestate.record_launch(gc, qemu.pid)
                 try:
                     code = launch.wait_ready(qemu, gc.qmp, LAUNCH_TIMEOUT)
                     if code is None and restore is not None:
@@ -246,7 +250,6 @@ def start(gc: GuestControl) -> int:
                              " not starting a second one (stop it with `monitor … quit`, or kill it)")
         _cleanup(gc)  # what a guest that ended left: pid file, sockets, taps
         hooks.check_sources(gc)
-        from . import savestate
         try:
             state = savestate.pending(gc)  # a state saved for another command line: refused here
         except GuestError as e:
@@ -266,11 +269,12 @@ def start(gc: GuestControl) -> int:
             else:
                 log(gc, f"restoring its {savestate.describe(state)}")
                 pid = _launch(gc._replace(argv=gc.argv + savestate.INCOMING),
-                              lambda: took.append(savestate.restore(gc, state, LAUNCH_TIMEOUT)))
+                              # RAM over SAVESPEED as the save; a script made before start took it: LAUNCH_TIMEOUT
+                              lambda: took.append(savestate.restore(gc, state, gc.savetime or LAUNCH_TIMEOUT)))
         except GuestError as e:
             log(gc, f"start failed: {e}", error=True)
             raise
-        log(gc, f"restored its saved state in {took[0]:.1f} s and resumed it (pid {pid}); the state is deleted"
+        log(gc, f"{took[0]} (pid {pid}); the state is deleted"
             if took else f"started (pid {pid})")
         if gc.postcmd:
             # the guest runs: a failing POSTCMD is reported, but does not make the start fail
@@ -329,12 +333,11 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             if progress is not None:
                 progress(step)
 
-        from . import savestate
-        if savestate.stop_mode(gc.statefile, gc.onshutdown) == "save" and not force:
+        if onstop.stop_mode(gc.statefile, gc.onshutdown) == "save" and not force:
             def said(line: str, elapsed: float) -> None:
                 report(stopmachine.Transition(savestate.SAVE, elapsed, line))
             # saved: QEMU quits; should it linger, it is forced off (its state and disks are safe)
-            force = savestate.save(gc, proc.cmdline(pid) or gc.argv, process.alive, process.sleep, said)
+            force = savestate.save(gc, savestate.bound_to(gc, pid), process.alive, process.sleep, said)
             if force and not process.alive():
                 process.close()
                 _cleanup(gc)
@@ -345,12 +348,10 @@ def stop(gc: GuestControl, timeout: Optional[float] = None, force: bool = False,
             # period: a stop stays within STOPDELAY and the forced steps (the init systems'
             # stop timeouts), whether the agent answers, is absent or hangs
             began = time.monotonic()
-            # After a press (qemud stop's), no QMP connection until the machine's first resend:
-            # the guest may be powering off at this moment, and a client connecting to a QEMU
-            # that is exiting could leave it hung, serving the greeting but no command (seen
-            # in 1 of 8 guests of a qemud stop on this machine's QEMU 7.2: a guest that printed
-            # its power-off was forced after STOPDELAY). That press (button.press) resumed a
-            # paused guest.
+            # After qemud's press (``pressed``), no QMP connection before the machine's first
+            # resend: the guest is powering off right then, and an is-it-paused query would only
+            # meet its QEMU on the way out (connection reset) or, when QEMU is slow to answer,
+            # spend up to a second of the grace. That press resumed a paused guest (button.press).
             if not pressed:
                 button.resume(gc, report)
             if gc.agent:  # AGENT=yes: the guest agent first (runtime/agent.py), within the grace

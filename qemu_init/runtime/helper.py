@@ -3,7 +3,7 @@
     qemu-init-helper start NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         [--stopdelay N] [--rcfile F[=SHA256]] [--source PATH=SHA256]... [--precmd CMD]
         [--postcmd CMD] [--tap IF=BRIDGE]... [--vnc ADDR:N] [--monitor ADDR:PORT]
-        [--statefile STATE] -- QEMU_ARGV...
+        [--statefile STATE] [--savetime N] -- QEMU_ARGV...
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         --stopdelay N [--tap IF]... [--statefile STATE] [--onshutdown save|shutdown]
         [--savetime N] [--timeout S] [--force] [-q|--quiet]

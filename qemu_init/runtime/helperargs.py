@@ -68,8 +68,9 @@ OPTIONS = [
     Option("--onshutdown", "onshutdown", ("stop",), "text", False, "shutdown", "MODE",
            "save: save the guest's state to STATE instead of shutting it down (ONSHUTDOWN)",
            "plan.onshutdown"),
-    Option("--savetime", "savetime", ("stop",), "seconds", False, 0.0, "N",
-           "seconds a save may take before it is given up for the power button", "plan.savetime"),
+    Option("--savetime", "savetime", ("start", "stop"), "seconds", False, 0.0, "N",
+           "seconds a save may take before it is given up for the power button (start: a restore,"
+           " RAM over SAVESPEED as well)", "plan.savetime"),
     # the serial console's socket and log, the guest agent's socket (runtime/console.py, agent.py):
     # start makes them, stop asks the agent and removes them; the log is kept within its cap
     # under --lock (console.py), by status and console only when it is free

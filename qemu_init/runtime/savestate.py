@@ -8,14 +8,16 @@ name up, so that their status says "saved", but not list it):
 
 - ``NAME.state`` (0600): QEMU's migration stream, the guest's RAM and devices;
 - ``NAME.state.meta`` (0644): what it was saved with (the digest of the QEMU command line, when,
-  how big), so that a start with another command line (RAM, devices changed) refuses it;
+  how big, whether it ran or was paused), so that a start with another command line (RAM,
+  devices changed) refuses it, and a guest paused when saved is restored paused;
 - ``NAME.state.part`` while it is written (renamed into place once complete and synced);
 - ``NAME.state.onstop``: what `qemu-init stop NAME [--save]` asks of the next stop ("save" or
-  "shutdown"): a service's stop cannot take arguments, so the request goes by file.
+  "shutdown") where that is not the guest's ONSHUTDOWN (runtime/onstop.py).
 
-A save that fails, or does not finish within its budget (5 s plus RAM over the host's SAVESPEED),
-is undone (``migrate_cancel``, ``cont``) and the stop goes on with the power button. A restore
-deletes the state once the guest runs again: it is never restored twice.
+A save that fails, or does not finish within its budget (5 s plus RAM over the host's SAVESPEED,
+``--savetime``), is undone (``migrate_cancel``, ``cont``) and the stop goes on with the power
+button. A restore has the same budget (the start's ``--savetime``; the init systems' start
+timeouts add it) and deletes the state once the guest runs again: it is never restored twice.
 """
 
 from __future__ import annotations
@@ -129,57 +131,77 @@ def _statedir(statefile: str) -> str:
     return folder
 
 
-def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
-    import json
-    tmp = f"{statefile}{META}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        os.fchmod(fd, 0o644)  # whatever the umask: any user's status reads it (savestate's docstring)
-        os.write(fd, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, statefile + META)
-
-
-# -- what a stop does --------------------------------------------------------------------------
-
-def request(statefile: str, mode: str) -> str:
-    """Ask the next stop of this guest for ``mode`` (save or shutdown), whatever its
-    ONSHUTDOWN says; returns the request's path (the caller removes it when the stop is over)."""
-    assert mode in MODES
-    _statedir(statefile)
-    path = statefile + ONSTOP
+def _write_private(path: str, data: bytes, sync: bool = False, mode: int = 0o600) -> None:
+    """``path`` written whole, root's and ``mode`` (0600: root's alone): a temporary file beside
+    it renamed over it, so no planted link or FIFO is ever opened."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, mode.encode() + b"\n")
+        os.fchmod(fd, mode)  # whatever the umask
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    return path
 
 
-def stop_mode(statefile: str, onshutdown: str) -> str:
-    """What this stop does: what `qemu-init stop` asked (the request is used up), else the
-    guest's ONSHUTDOWN."""
-    if not statefile:
-        return "shutdown"
-    path = statefile + ONSTOP
+def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
+    import json
+    # 0644: any user's status reads it (when, how big) to say "saved"; the state stays 0600
+    _write_private(statefile + META, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", sync=True,
+                   mode=0o644)
+
+
+# -- what a start records for a later save -------------------------------------------------------
+# A state is bound to the command line the script gave (digest). A stop is not given it, and the
+# running QEMU's cannot always be read back word for word: FreeBSD's ps joins argv with spaces,
+# so `-smbios "type=1,manufacturer=Acme Widgets"` reads as two words there. So the start records
+# the digest of what it launched beside the pid file (root's, 0600: PID DIGEST), and a save of
+# that pid binds the state to it; the running process is still proven the guest's by proc.py.
+
+def launch_record(pidfile: str) -> str:
+    return pidfile + ".argv"
+
+
+def record_launch(gc, pid: int) -> None:  # type: ignore[no-untyped-def]
+    """At start: the command line ``gc.argv`` (less the ``-incoming`` of a restore) QEMU ``pid``
+    was launched with, for its save. Never fails the start of a QEMU that runs: without the
+    record, a save binds the state to what the system tells (bound_to)."""
+    argv = tuple(gc.argv)
+    if argv[-len(INCOMING):] == INCOMING:
+        argv = argv[:-len(INCOMING)]
     try:
-        fd = _open_owned(path)
+        _write_private(launch_record(gc.pidfile), f"{pid} {digest(argv)}\n".encode())
     except OSError:
-        return onshutdown if onshutdown in MODES else "shutdown"
-    try:
-        asked = os.read(fd, 64).decode(errors="replace").strip()
-    finally:
-        os.close(fd)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    return asked if asked in MODES else (onshutdown if onshutdown in MODES else "shutdown")
+        pass
 
+
+def bound_to(gc, pid: int) -> str:  # type: ignore[no-untyped-def]
+    """The digest a save of QEMU ``pid`` binds the state to: the one its start recorded; for a
+    guest started before starts recorded it, its command line as the system tells it (exact
+    on Linux); "" when neither can be told."""
+    try:
+        fd = _open_owned(launch_record(gc.pidfile))
+        try:
+            words = os.read(fd, 256).decode(errors="replace").split()
+        finally:
+            os.close(fd)
+        if len(words) == 2 and words[0] == str(pid):
+            return words[1]
+    except OSError:
+        pass
+    from . import proc
+    try:
+        argv = tuple(proc.cmdline(pid) or ())
+    except OSError:
+        return ""
+    if argv[-len(INCOMING):] == INCOMING:  # a guest restored before: the same command line
+        argv = argv[:-len(INCOMING)]
+    return digest(argv) if argv else ""
+
+
+# -- what a stop does --------------------------------------------------------------------------
 
 def _migration(q, what: str, deadline: float, clock: Callable[[], float],  # type: ignore[no-untyped-def]
                sleep: Callable[[float], None], budget_text: str) -> None:
@@ -198,25 +220,21 @@ def _migration(q, what: str, deadline: float, clock: Callable[[], float],  # typ
         sleep(POLL)
 
 
-def save(gc, argv: Sequence[str], alive: Callable[[], bool], sleep: Callable[[float], None],  # type: ignore[no-untyped-def]
+def save(gc, bound: str, alive: Callable[[], bool], sleep: Callable[[float], None],  # type: ignore[no-untyped-def]
          say: Callable[[str, float], None], clock: Callable[[], float] = time.monotonic,
          connect: Optional[Callable[[], Any]] = None) -> bool:
     """Save the running guest's state to ``gc.statefile`` and make QEMU quit. True once the
     state is complete on disk (QEMU asked to quit; the caller makes sure it is gone). False when
     it could not be saved: then everything is as it was (the guest runs, resumed) and the
-    caller shuts it down instead. ``argv``: the command line QEMU runs (/proc), which the state
-    is bound to (a stop is not given the script's). ``say(line, elapsed)`` reports each step."""
+    caller shuts it down instead. ``bound``: the digest of the command line QEMU was started
+    with (bound_to), which the state is bound to. ``say(line, elapsed)`` reports each step."""
     began = clock()
-    argv = tuple(argv)
-    if argv[-len(INCOMING):] == INCOMING:  # a guest restored before: the same command line
-        argv = argv[:-len(INCOMING)]
-    gc = gc._replace(argv=argv)
     seconds = gc.savetime or SAVE_SLACK
     say(f"saving its state to {gc.statefile} (up to {seconds:g} s)", 0.0)
     try:
-        if not argv:
+        if not bound:
             raise SaveFailed("cannot tell the command line QEMU runs")
-        size = _save(gc, began + seconds, f"{seconds:g} s", clock, sleep, connect)
+        size = _save(gc, bound, began + seconds, f"{seconds:g} s", clock, sleep, connect)
     except SaveFailed as e:
         say(f"could not save its state: {e}; shutting it down instead", clock() - began)
         return False
@@ -228,7 +246,7 @@ def save(gc, argv: Sequence[str], alive: Callable[[], bool], sleep: Callable[[fl
     return True
 
 
-def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int:  # type: ignore[no-untyped-def]
+def _save(gc, bound: str, deadline: float, budget_text: str, clock, sleep, connect) -> int:  # type: ignore[no-untyped-def]
     from .qmp import QMP
     part = gc.statefile + PART
     try:
@@ -237,7 +255,7 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
     except OSError as e:
         raise SaveFailed(f"{e.filename or gc.statefile}: {e.strerror}") from None
     fd = -1
-    paused = migrating = False
+    paused = migrating = renamed = False
     try:
         state = q.execute("query-status")
         was = state.get("status") if isinstance(state, dict) else None
@@ -263,10 +281,11 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
         _migration(q, "the save", deadline, clock, sleep, budget_text)
         os.fsync(fd)
         size = os.fstat(fd).st_size
-        _write_meta(gc.statefile, {"name": gc.name, "argv": digest(gc.argv), "bytes": size, "ram": ram,
+        _write_meta(gc.statefile, {"name": gc.name, "argv": bound, "bytes": size, "ram": ram, "was": was,
                                    "saved": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                                    "qemu": _version(getattr(q, "greeting", None))})
         os.replace(part, gc.statefile)
+        renamed = True
         dirfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dirfd)
@@ -276,7 +295,10 @@ def _save(gc, deadline: float, budget_text: str, clock, sleep, connect) -> int: 
         why = e if isinstance(e, SaveFailed) else SaveFailed(
             f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else str(getattr(e, "strerror", None) or e))
         _undo(q, migrating, paused, clock, sleep)
-        for path in (part, gc.statefile + META):
+        # The guest runs on: a state renamed into place before the failure must not be restored
+        # later (its disks moved on). The state goes before its record, as it came after it: at
+        # no moment a state without its record.
+        for path in (part,) + ((gc.statefile,) if renamed else ()) + (gc.statefile + META,):
             try:
                 os.unlink(path)
             except OSError:
@@ -343,12 +365,13 @@ def pending(gc) -> Optional[str]:  # type: ignore[no-untyped-def]
 
 
 def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = time.monotonic,  # type: ignore[no-untyped-def]
-            sleep: Callable[[float], None] = time.sleep) -> float:
+            sleep: Callable[[float], None] = time.sleep) -> str:
     """Feed the saved state to the QEMU just started with ``-incoming defer``, resume the guest
-    and delete the state; returns the seconds it took. GuestError if it fails (the state is
-    kept)."""
+    (unless it was paused when saved: it stays paused) and delete the state; returns what was
+    done, for the log. GuestError if it fails (the state is kept)."""
     from .qmp import QMP
     began = clock()
+    paused = (meta(statefile) or {}).get("was") == "paused"
     kept = f"{statefile} is kept: `qemu-init start {gc.name} --discard-state` boots it afresh"
     try:
         fd = _open_owned(statefile)
@@ -359,7 +382,8 @@ def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = tim
             q.execute("getfd", {"fdname": FDNAME}, fds=[fd])
             q.execute("migrate-incoming", {"uri": f"fd:{FDNAME}"})
             _migration(q, "the restore", began + timeout, clock, sleep, f"{timeout:g} s")
-            q.execute("cont")
+            if not paused:  # a save pauses every guest first: QEMU loads it paused
+                q.execute("cont")
     except QMPConnectError:  # QEMU exits when a state does not load; its own words are in its log
         raise GuestError(f"could not restore the saved state: QEMU ended while loading it; {kept}") from None
     except (SaveFailed, QMPError) as e:
@@ -367,4 +391,5 @@ def restore(gc, statefile: str, timeout: float, clock: Callable[[], float] = tim
     finally:
         os.close(fd)
     discard(statefile)
-    return clock() - began
+    done = "left it paused, as it was when saved" if paused else "resumed it"
+    return f"restored its saved state in {clock() - began:.1f} s and {done}"

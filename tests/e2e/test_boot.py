@@ -29,7 +29,7 @@ from typing import Dict, List
 import pytest
 
 from guestkit import short_tempdir
-from guestkit.boot import INITS, Machine, build_package
+from guestkit.boot import INITS, Machine
 from guestkit.qemuinit import write_guest
 
 pytestmark = [
@@ -40,7 +40,6 @@ pytestmark = [
                        reason="needs systemd-container, mmdebstrap and dpkg-dev (.ci/install-deps)"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = "/var/lib/qi-test-guest"  # the test guest's kernel and initrd, bound in read-only
 VMS = "/srv/vms"
 SERIAL = "/srv/serial"  # the guests' consoles: QEMU runs as the package's system user qemud
@@ -120,11 +119,6 @@ def workdir():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def deb(workdir) -> Path:
-    return build_package(REPO, workdir)
 
 
 @pytest.fixture(scope="module", params=INITS)

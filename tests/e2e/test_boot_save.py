@@ -20,9 +20,9 @@ from typing import Dict
 import pytest
 
 from guestkit import TestGuest, short_tempdir
-from guestkit.boot import Machine, build_package
+from guestkit.boot import Machine
 from guestkit.qemuinit import write_guest
-from test_boot import ENABLE, GUEST_DIR, POWEROFF, REPO, SERIAL, VMS, boot_finished, running, serial, wait_until
+from test_boot import ENABLE, GUEST_DIR, POWEROFF, SERIAL, VMS, boot_finished, running, serial, wait_until
 from test_boot import pytestmark  # noqa: F401  (root, QEMU, nspawn: the same needs)
 
 # OpenRC passes too (its script's stop, start and restart run under the real openrc-run in
@@ -43,11 +43,6 @@ def workdir():
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def deb(workdir) -> Path:
-    return build_package(REPO, workdir)
 
 
 @pytest.fixture(scope="module", params=INITS)

@@ -282,3 +282,33 @@ def test_freebsd_without_identity_nothing_of_a_live_guest_is_removed(running, br
     assert lsb.returncode == 4 and lsb.stdout.startswith("bsd1: unknown (ps: "), lsb.stdout
     assert running.rc("qemu_bsd1", "stop").returncode == 0  # ps back: stopped, cleaned up
     assert not running.pidfile.exists()
+
+
+def test_freebsd_a_guest_with_a_space_in_a_word_restores_its_own_saved_state(qiroot):
+    """FreeBSD's ps joins argv with spaces: a word holding one cannot be told from two. The
+    state is bound to the command line the start launched (recorded then), not to what ps says,
+    so such a guest's save is its own at the next start."""
+    if os.geteuid() != 0 or QEMU is None:
+        pytest.skip("needs root and QEMU")
+    root = Path(qiroot.root)
+    qiroot.guest("bsd2", extra="ONSHUTDOWN=save\n", cfg='-smbios "type=1,manufacturer=Acme Widgets"\n')
+    s = Scripts(root, root / "fbsd", freebsd.MODEL_RC_SUBR)
+    s.make(recorder=False)
+    started = s.rc("qemu_bsd2", "onestart")
+    assert started.returncode == 0, (started.stdout, started.stderr)
+    pid = qiroot.pid("bsd2")
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert "type=1,manufacturer=Acme Widgets" in argv
+    record = root / "run/qemu-init/bsd2.pid.argv"  # what the start launched, for the save
+    assert record.read_text().split()[0] == str(pid) and (record.stat().st_mode & 0o777) == 0o600
+    stopped = s.rc("qemu_bsd2", "onestop")
+    assert stopped.returncode == 0 and "saved its state" in stopped.stdout, (stopped.stdout, stopped.stderr)
+    assert guestkit.wait_gone(pid, timeout=30)
+    state = root / "var/lib/qemu-init/state/bsd2.state"
+    assert state.exists()
+    restored = s.rc("qemu_bsd2", "onestart")
+    assert restored.returncode == 0, (restored.stdout, restored.stderr)
+    assert not state.exists()
+    assert "restored its saved state in" in (root / "var/log/qemu-init/bsd2.log").read_text()
+    assert s.rc("qemu_bsd2", "onestop").returncode == 0
+    assert not record.exists()  # gone with the pid file

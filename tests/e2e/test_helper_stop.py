@@ -112,8 +112,8 @@ def test_stop_resumes_a_paused_guest_before_pressing_its_power_button(sock_path)
 def test_qemuds_press_resumes_a_paused_guest_and_its_stop_connects_no_more_before_the_resend(sock_path):
     """qemud stop (hostsvc) presses every button with button.press, then runs each stop with
     pressed=True. The press resumes a paused guest on its one connection; the stop then leaves
-    QMP alone until the machine's first resend: a guest powering off right after the press must
-    not meet a new client as its QEMU exits (one hung so, and was forced after STOPDELAY)."""
+    QMP alone until the machine's first resend: the guest is powering off right after the press,
+    and a query then would only meet its QEMU on the way out."""
     import threading
 
     from fakeqmp import reply

@@ -191,3 +191,22 @@ def test_a_state_that_does_not_load_is_kept_and_said_so(sandbox, subreaper):
     qi(root, "start", "bios1", "--discard-state", check=0)
     assert not state.exists()
     qi(root, "stop", "bios1", "--force", check=0)
+
+
+def test_a_guest_paused_when_saved_is_restored_paused(sandbox, subreaper):
+    root, vms = sandbox / "root", sandbox / "vms"
+    host_conf(root, "MINSTOPDELAY=3\n")
+    write_guest(vms, "bios1", rc="RAM=64M\n")  # no kernel: it sits in its BIOS
+    register(root, vms)
+    qi(root, "start", "bios1", check=0)
+    qi(root, "pause", "bios1", check=0)
+    out = qi(root, "stop", "bios1", "--save", check=0)
+    assert "saved its state" in out.stdout + out.stderr, out
+    qi(root, "start", "bios1", check=0)
+    assert not statefile(root, "bios1").exists()
+    assert qi(root, "status", "bios1", check=0).stdout.startswith("bios1: paused"), "restored as it was"
+    log = (root / "var/log/qemu-init/bios1.log").read_text()
+    assert "and left it paused, as it was when saved" in log, log
+    qi(root, "resume", "bios1", check=0)
+    assert qi(root, "status", "bios1", check=0).stdout.startswith("bios1: running")
+    qi(root, "stop", "bios1", "--force", check=0)

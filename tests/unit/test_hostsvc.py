@@ -156,3 +156,24 @@ def test_shutdown_estimate_counts_the_time_to_save_a_state():
     assert shutdown_estimate([saving], 0) == 26 + 40 + FORCED_STEPS
     # the budget only counts for a guest that saves at shutdown
     assert shutdown_estimate([_stopping("db1", (), 40, "shutdown", 26)], 0) == 40 + FORCED_STEPS
+
+
+def test_a_guest_whose_stop_will_save_is_not_pressed(tmp_path, monkeypatch):
+    """ONSHUTDOWN=save, or a pending `qemu-init stop --save`: its stop saves it (a press would
+    power it off, or be saved in its state); a pending plain `stop` of a saving guest: pressed."""
+    from qemu_init import hostsvc, owner
+    from qemu_init.runtime import button, control, onstop, proc
+    inventory = _host_with(tmp_path, plain1="", save1="", asked1="", back1="")
+    for name, mode in (("save1", "save"), ("back1", "save")):
+        rc = tmp_path / name / f"{name}-qemud.rc"
+        rc.write_text(rc.read_text() + f"ONSHUTDOWN={mode}\n")
+    onstop.request(inventory.paths.statefile("asked1"), "save")      # `qemu-init stop --save asked1`
+    onstop.request(inventory.paths.statefile("back1"), "shutdown")   # `qemu-init stop back1`
+    pressed = []
+    monkeypatch.setattr(owner, "detect_init", lambda: "sysv")
+    monkeypatch.setattr(proc, "probe", lambda pidfile, name, users: (proc.GUEST, 1))
+    monkeypatch.setattr(button, "press", lambda gc, timeout: pressed.append(gc.name) or True)
+    monkeypatch.setattr(control, "stop", lambda gc, **kw: None)
+    assert hostsvc.stop(inventory, say=lambda line: None) == 0
+    assert sorted(pressed) == ["back1", "plain1"]
+    assert onstop.next_mode(inventory.paths.statefile("asked1"), "shutdown") == "save"  # left for its stop

@@ -3,13 +3,20 @@ runs in tests/e2e/test_save_restore.py), the budget, the stop request, the refus
 belongs to another command line."""
 
 import json
+import shutil
 import os
 import stat
+import subprocess
+import sys
+import time
 
 import pytest
 
+import fakeqmp
+from fakeqmp import sock_path  # noqa: F401  (a fixture)
 from qemu_init.errors import GuestError, QMPConnectError
-from qemu_init.runtime import savestate
+from guestkit import freebsd as fakes
+from qemu_init.runtime import helperargs, onstop, proc, savestate
 from qemu_init.runtime.control import GuestControl
 
 ARGV = ("qemu-system-x86_64", "-name", "web1", "-m", "256M")
@@ -65,7 +72,7 @@ def control(tmp_path, **kw):
 def run_save(gc, qmp, clock=None):
     clock = clock or Clock()
     said = []
-    ok = savestate.save(gc, gc.argv, lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
+    ok = savestate.save(gc, savestate.digest(gc.argv), lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
                         connect=lambda: qmp)
     return ok, said
 
@@ -133,13 +140,13 @@ def test_a_qemu_that_goes_away_midway_is_no_save(tmp_path):
 
 def test_the_stop_request_of_the_cli_is_used_once(tmp_path):
     statefile = str(tmp_path / "state" / "web1.state")
-    assert savestate.stop_mode(statefile, "save") == "save"
-    savestate.request(statefile, "shutdown")
-    assert savestate.stop_mode(statefile, "save") == "shutdown"
-    assert savestate.stop_mode(statefile, "save") == "save"  # used up
-    savestate.request(statefile, "save")
-    assert savestate.stop_mode(statefile, "shutdown") == "save"
-    assert savestate.stop_mode("", "save") == "shutdown"  # nowhere to save to
+    assert onstop.stop_mode(statefile, "save") == "save"
+    onstop.request(statefile, "shutdown")
+    assert onstop.stop_mode(statefile, "save") == "shutdown"
+    assert onstop.stop_mode(statefile, "save") == "save"  # used up
+    onstop.request(statefile, "save")
+    assert onstop.stop_mode(statefile, "shutdown") == "save"
+    assert onstop.stop_mode("", "save") == "shutdown"  # nowhere to save to
 
 
 def test_a_planted_request_link_is_not_followed(tmp_path):
@@ -147,20 +154,57 @@ def test_a_planted_request_link_is_not_followed(tmp_path):
     statefile.parent.mkdir()
     (tmp_path / "elsewhere").write_text("save\n")
     os.symlink(tmp_path / "elsewhere", f"{statefile}.onstop")
-    assert savestate.stop_mode(str(statefile), "shutdown") == "shutdown"
+    assert onstop.stop_mode(str(statefile), "shutdown") == "shutdown"
 
 
 def test_the_state_is_bound_to_the_command_line_qemu_runs(tmp_path):
-    gc = control(tmp_path)
+    gc = control(tmp_path)._replace(pidfile=str(tmp_path / "web1.pid"))
     clock = Clock()
-    # a guest restored before runs with -incoming defer: the same command line as its script's
-    assert savestate.save(gc._replace(argv=()), ARGV + savestate.INCOMING, lambda: False, clock.sleep,
+    sleeper = subprocess.Popen(["qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", "web1"],
+                               executable=sys.executable)
+    try:
+        # started before starts recorded it: the command line the system tells (less -incoming)
+        deadline = time.monotonic() + 30
+        while (proc.cmdline(sleeper.pid) or [""])[0] != "qemu-system-x86_64":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        running = proc.cmdline(sleeper.pid)
+        assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(running)
+        savestate.record_launch(gc._replace(argv=ARGV + savestate.INCOMING), sleeper.pid)  # a restore's
+        assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(ARGV)
+        assert savestate.bound_to(gc, sleeper.pid + 1) != savestate.digest(ARGV)  # another QEMU's record
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert savestate.save(gc, savestate.bound_to(gc, sleeper.pid), lambda: False, clock.sleep,
                           lambda line, t: None, clock=clock, connect=FakeQMP)
     assert savestate.pending(gc) == gc.statefile
     said = []
-    assert not savestate.save(gc, (), lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
+    assert not savestate.save(gc, "", lambda: False, clock.sleep, lambda line, t: said.append(line), clock=clock,
                               connect=FakeQMP)
     assert said[-1] == "could not save its state: cannot tell the command line QEMU runs; shutting it down instead"
+
+
+def test_on_freebsd_a_word_with_a_space_is_bound_as_launched(tmp_path, monkeypatch):
+    """FreeBSD's ps joins argv with spaces: what the start recorded is what counts."""
+    for key, value in fakes.env(tmp_path / "ifconfig").items():
+        monkeypatch.setenv(key, value)
+    argv = ("qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", "web1",
+            "-smbios", "type=1,manufacturer=Acme Widgets")
+    gc = control(tmp_path)._replace(pidfile=str(tmp_path / "web1.pid"), argv=argv)
+    sleeper = subprocess.Popen(list(argv), executable=sys.executable)
+    try:
+        deadline = time.monotonic() + 30
+        while "-smbios" not in (proc.cmdline(sleeper.pid) or []):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert proc.cmdline(sleeper.pid)[-2:] == ["type=1,manufacturer=Acme", "Widgets"]  # as ps tells it
+        savestate.record_launch(gc, sleeper.pid)
+        assert stat.S_IMODE(os.stat(savestate.launch_record(gc.pidfile)).st_mode) == 0o600
+        assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(argv)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_a_state_of_another_command_line_is_refused_and_kept(tmp_path):
@@ -189,3 +233,161 @@ def test_the_state_folder_is_made_root_only(tmp_path):
     qmp = FakeQMP()
     ok, said = run_save(gc, qmp)
     assert not ok and qmp.commands == []
+
+
+def test_a_failure_after_the_rename_leaves_no_state_without_its_record(tmp_path, monkeypatch):
+    """The state renamed into place, then the folder's sync fails: the guest is resumed, so the
+    state must go too (with its record): never a state without .meta, nor a .meta alone."""
+    real = os.fsync
+
+    def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    gc = control(tmp_path)
+    qmp = FakeQMP()
+    ok, said = run_save(gc, qmp)
+    assert not ok and "Input/output error" in said[-1], said
+    assert qmp.commands[-1] == "cont" and "quit" not in qmp.commands
+    assert os.listdir(tmp_path / "state") == []
+    assert savestate.pending(gc) is None
+
+
+@pytest.mark.parametrize("was", ["running", "paused"])
+def test_a_restored_guest_is_as_it_was_when_saved(tmp_path, sock_path, was):
+    """A guest paused when it was saved (`qemu-init pause`) is restored paused, not resumed."""
+    gc = control(tmp_path)._replace(qmp=sock_path)
+    assert run_save(gc, FakeQMP(status=was))[0]
+    assert savestate.meta(gc.statefile)["was"] == was
+
+    def handler(server, message):
+        if message["execute"] == "query-migrate":
+            return [fakeqmp.reply(message, {"status": "completed"})]
+        return [fakeqmp.reply(message)]
+
+    with fakeqmp.FakeQMP(sock_path, handler) as server:
+        said = savestate.restore(gc, gc.statefile, 10)
+    assert ("cont" in server.commands()) == (was == "running")
+    assert said.startswith("restored its saved state in ")
+    assert said.endswith("and resumed it" if was == "running" else "and left it paused, as it was when saved")
+    assert not savestate.saved(gc.statefile)
+
+
+def test_a_restore_may_take_the_guests_save_budget_not_the_launch_timeout(tmp_path, monkeypatch):
+    """RAM over SAVESPEED (the save's budget, `--savetime` on start too) bounds the restore."""
+    from qemu_init.runtime import control as ctl
+    gc = control(tmp_path, savetime=8)._replace(pidfile=str(tmp_path / "web1.pid"), lock=str(tmp_path / "web1.lock"))
+    assert run_save(gc, FakeQMP())[0]
+    given = []
+    monkeypatch.setattr(savestate, "restore", lambda gc, state, timeout: given.append(timeout) or "restored it")
+    monkeypatch.setattr(ctl, "_launch", lambda gc, restore=None: restore() or 4242)
+    assert ctl.start(gc) == 0
+    assert given == [8]
+    assert helperargs.parse(["start", "web1", "--pidfile", "p", "--qmp", "q", "--lock", "k", "--log", "l",
+                             "--runas", "u", "--savetime", "8"])["savetime"] == 8
+
+
+def test_systemd_allows_a_start_the_restore_of_its_ram(tmp_path):
+    """TimeoutStartSec: the launch, the restore (RAM over SAVESPEED) and a margin."""
+    from qemu_init import render, services
+    from test_golden import GOLDEN, golden_site
+    assert services.start_timeout(26) == services.start_timeout() + 26
+    site = golden_site(GOLDEN / "full")
+    for info in site.guests:
+        assert info.guest.savetime > 0
+        unit = next(f.text for f in render.guest_files(site, info, "systemd"))
+        assert f"TimeoutStartSec={services.start_timeout(info.guest.savetime)}\n" in unit, info.guest.name
+        start = unit[unit.index("ExecStart="):unit.index("ExecStop=")]
+        assert f"--savetime {info.plan.savetime}" in start, start
+    qemud = next(f.text for f in render.qemud_files(site, "systemd"))
+    total = sum(i.guest.bootdelay + services.start_timeout(i.guest.savetime) for i in site.guests)
+    assert f"TimeoutStartSec={total}\n" in qemud
+
+
+# -- `qemu-init stop [--save]`: a request only where it differs from ONSHUTDOWN ---------------------
+
+def _inventory(tmp_path, **onshutdown):
+    from qemu_init.inventory import Inventory
+    from qemu_init.paths import Layout, Paths
+    inventory = Inventory(Paths.for_layout(Layout(), str(tmp_path / "root")))
+    for name, mode in onshutdown.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}-qemud.rc").write_text(
+            f"NAME={name}\nTGTARCH=qemu-system-x86_64\nBRIDGE=none\nONSHUTDOWN={mode}\n")
+        inventory.registry.add(name, str(folder))
+    return inventory
+
+
+@pytest.mark.parametrize("onshutdown, save, asked", [
+    ("save", False, "shutdown"), ("shutdown", True, "save"),  # what differs is asked of its stop
+    ("shutdown", False, None), ("save", True, None),          # what its stop does anyway: no request
+])
+def test_stop_asks_its_service_only_what_differs_from_onshutdown(tmp_path, monkeypatch, onshutdown, save, asked):
+    from qemu_init import guestcmds
+    inventory = _inventory(tmp_path, web1=onshutdown)
+    statefile = inventory.paths.statefile("web1")
+    seen = []
+    monkeypatch.setattr(guestcmds, "_stop_guest", lambda inv, gc, control, timeout, force: seen.append(
+        onstop._request_text(statefile)))
+    assert guestcmds.stop(inventory, "web1", save=save) == 0
+    assert [text and text.partition("\n")[0] for text in seen] == [asked]
+    assert not os.path.lexists(statefile + savestate.ONSTOP)  # withdrawn afterwards
+
+
+def test_stop_asks_against_what_the_installed_script_does(tmp_path, monkeypatch):
+    """ONSHUTDOWN changed since `install`: the service's stop does what its script says."""
+    from qemu_init import guestcmds
+    inventory = _inventory(tmp_path, web1="shutdown")
+    monkeypatch.setattr(inventory, "recorded_stop", lambda name: {"onshutdown": "save"})
+    seen = []
+    monkeypatch.setattr(guestcmds, "_stop_guest", lambda inv, gc, control, timeout, force: seen.append(
+        onstop.next_mode(gc.statefile, "save")))
+    assert guestcmds.stop(inventory, "web1") == 0
+    assert seen == ["shutdown"]
+
+
+def test_stop_withdraws_only_its_own_request(tmp_path, monkeypatch):
+    """The stop used ours up and another `qemu-init stop --save` wrote its own meanwhile: that
+    one stays, for its stop."""
+    from qemu_init import guestcmds
+    inventory = _inventory(tmp_path, web1="save")
+    statefile = inventory.paths.statefile("web1")
+    others = []
+
+    def stop_guest(inv, gc, control, timeout, force):
+        assert onstop.stop_mode(statefile, "save") == "shutdown"  # its stop uses ours up
+        others.append(onstop.request(statefile, "save"))  # another asker's
+
+    monkeypatch.setattr(guestcmds, "_stop_guest", stop_guest)
+    assert guestcmds.stop(inventory, "web1") == 0
+    assert onstop._request_text(statefile) == others[0]
+    assert onstop.next_mode(statefile, "shutdown") == "save"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_stop_by_a_user_says_what_any_stop_by_a_user_says():
+    """No request to write for a user who cannot: the line of any start or stop by them."""
+    import tempfile
+    from pathlib import Path
+    folder = Path(tempfile.mkdtemp(prefix="qi-save-user-", dir="/tmp"))
+    try:
+        os.chmod(folder, 0o755)  # the user reads the registry and the rc-files
+        _stop_by_a_user(_inventory(folder, web1="save", web2="shutdown"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _stop_by_a_user(inventory):
+    said = {}
+    for name in ("web1", "web2"):
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                               "qemu_init", "--root", inventory.paths.root, "stop", name],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+        said[name] = done.stderr.replace(name, "NAME")
+    assert "cannot ask its stop" not in said["web1"]
+    assert said["web1"] == said["web2"], said
+    assert not os.path.lexists(inventory.paths.statefile("web1") + savestate.ONSTOP)

@@ -38,7 +38,8 @@ def _run(argv: Sequence[str]) -> Tuple[int, str, str]:
 
 # One line, no header: state, effective, real and saved uid, then the command line. ps(1) joins
 # the arguments with spaces, so argv comes back split at spaces: enough to find ``-name NAME``
-# (guest names hold no spaces), and nobody but the guest's user and root passes the uid test.
+# (guest names hold no spaces), and nobody but the guest's user and root passes the uid test. (A
+# saved state is bound to the command line the start recorded, savestate.record_launch: not this.)
 _PS_FIELDS = ("state=", "uid=", "ruid=", "svuid=", "args=")
 
 
