@@ -405,7 +405,9 @@ def console(name: str = typer.Argument(..., metavar="NAME", autocompletion=compl
     """Attach to the guest's serial console (Ctrl-] detaches), or print its log (--tail [N])."""
     if lines is not None and not tail:
         raise typer.BadParameter("a number of lines goes with --tail", param_hint="N")
-    raise typer.Exit(guestcmds.console(inv(), name, lines if tail else None))
+    from .runtime.console import TAIL_LINES
+    # --tail alone: the default count (None would mean a session)
+    raise typer.Exit(guestcmds.console(inv(), name, (TAIL_LINES if lines is None else lines) if tail else None))
 
 
 # --- host service ---------------------------------------------------------------------------

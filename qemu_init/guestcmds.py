@@ -167,10 +167,10 @@ def console(inventory: Inventory, name: str, tail: Optional[int] = None) -> int:
     with _guest(inventory, name, despite_errors=True) as (gc, control):
         from .runtime import console as guest_console
         if tail is not None:
-            return guest_console.tail(gc.console_log, max(tail, 0))
+            return guest_console.tail(gc.console_log, max(tail, 0), lock=gc.lock)
         if not gc.console:
             raise GuestError("has no console: CONSOLE=no, or its cfg-file sets -serial")
-        return guest_console.attach(gc.name, gc.console, gc.console_log)
+        return guest_console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
 
 
 def monitor(inventory: Inventory, name: str, command: Sequence[str] = ()) -> int:

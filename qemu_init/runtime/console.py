@@ -2,12 +2,18 @@
 
 QEMU joins the guest's first serial port to a unix socket the helper bound (root's, 0600) and
 copies everything the guest writes there into the console log (``logfile=``), a file the helper
-opened as root and passed as a descriptor. QEMU never rotates it, and the helper is no daemon,
-so the cap is kept whenever the helper looks at the guest: ``start`` renames a log over the cap
-to ``LOG.1``; ``status``, ``stop`` and ``console`` (session or ``--tail``) copy a log over the
-cap to ``LOG.1`` and truncate it (logrotate's copytruncate: QEMU appends, so its next line lands
-at the start of the emptied file). Between two looks a chatty guest can write past the cap; at
-most ``CAP`` bytes stay after each look, and ``LOG.1`` holds the ones before.
+opened as root and passed as a descriptor. QEMU never rotates it and the helper is no daemon, so
+the cap is kept whenever the helper looks at the guest, always under the guest's lock
+(runtime/lock.py), so that no two of these ever race (a trim racing start's rename lost QEMU's
+output): ``start`` renames a log over the cap to ``LOG.1`` before QEMU opens it; ``stop``, once
+QEMU is gone, and every ``status`` (also ``list`` and ``qemud status``) and ``console`` (session
+or ``--tail``) run by root, copy a log over the cap to ``LOG.1`` and truncate it (logrotate's
+copytruncate: QEMU appends, so its next line lands at the start of the emptied file). status and
+console take the lock only if it is free at once (``keep_within_cap``): they never wait for a
+start or stop, and leave the log to it. Between two looks a chatty guest can write past the cap;
+at most ``CAP`` bytes stay after each look, and ``LOG.1`` holds the ones before. A guest that runs
+for months is kept near its cap by whatever looks at it now and then (a monitoring check calling
+its status; ``qemu-init list`` from cron).
 
 The session (``qemu-init console NAME``): the terminal in raw mode, every byte to the guest and
 back, Ctrl-] (as ``virsh console``) detaches; the terminal is restored on every way out (the
@@ -19,11 +25,11 @@ what the guest answers until it has been quiet for a second (ten at the most).
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
 from ..errors import GuestError
+from .guestlog import nofollow_error
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
 if TYPE_CHECKING:
@@ -51,15 +57,13 @@ def open_log(path: str) -> int:
     try:
         return os.open(path, flags, 0o640)
     except OSError as e:
-        if e.errno in (errno.ELOOP, errno.EMLINK):
-            raise GuestError(f"{path}: is a symbolic link; refusing to follow it") from None
-        raise GuestError(f"{path}: {e.strerror}") from None
+        raise GuestError(nofollow_error(path, e)) from None
 
 
 def trim_log(path: str) -> bool:
     """Keep the log of a running guest within the cap: over it, copied to LOG.1 (whole, via a
-    temporary file) and truncated. Returns whether it trimmed; any failure (not root, no log)
-    leaves the log as it is."""
+    temporary file) and truncated. Only under the guest's lock (stop, keep_within_cap). Returns
+    whether it trimmed; any failure (not root, no log) leaves the log as it is."""
     if not path:
         return False
     try:
@@ -88,26 +92,54 @@ def trim_log(path: str) -> bool:
         os.close(fd)
 
 
-def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None) -> int:
-    """Print the last ``lines`` lines of the console log (0: all of it); trims it first."""
-    trim_log(path)
+def over_cap(path: str) -> bool:
+    """Whether the log is over the cap (then trim_log has work to do); False without one."""
+    try:
+        return bool(path) and os.lstat(path).st_size > CAP
+    except OSError:
+        return False
+
+
+def keep_within_cap(path: str, lock: str) -> bool:
+    """trim_log under the guest's lock ``lock``, if it is free at once (lock.try_locked): never
+    waits for a start or stop, never races their rename or trim, does nothing but as root."""
+    if not over_cap(path):
+        return False
+    from .lock import try_locked
+    with try_locked(lock) as held:
+        return held and trim_log(path)
+
+
+def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None, lock: str = "") -> int:
+    """Print the last ``lines`` lines of the console log (0: all of it); trims it first when the
+    guest's ``lock`` is free (keep_within_cap)."""
+    keep_within_cap(path, lock)
     out = out or sys.stdout.buffer
-    data = b""
-    for name in (path + ".1", path):  # the lines before a trim are the older ones
-        try:
-            with open(name, "rb") as f:
-                data += f.read()
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise GuestError(f"{name}: {e.strerror}") from None
-    if not data and not os.path.exists(path):
+    older, data = _read(path + ".1"), _read(path)  # the lines before a trim are the older ones
+    if data is None and older is None:
         raise GuestError(f"no console log ({path}): the guest has not started with a console")
+    data = (older or b"") + (data or b"")
     if lines > 0:
         data = b"".join(data.splitlines(keepends=True)[-lines:])
     out.write(data)
     out.flush()
     return 0
+
+
+def _read(path: str) -> Optional[bytes]:
+    """A log's bytes (None when there is none), never through a symlink nor from anything but a
+    regular file (a FIFO would never end): LOGDIR is root's, but root reads nothing planted."""
+    import stat
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise GuestError(nofollow_error(path, e)) from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise GuestError(f"{path}: not a regular file; refusing to read it")
+        return f.read()
 
 
 # -- the session -------------------------------------------------------------------------------
@@ -126,19 +158,21 @@ def _session_lock(socket_path: str) -> int:
     return fd
 
 
-def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdout: int = 1) -> int:
+def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdout: int = 1,
+           lock: str = "") -> int:
     """An interactive session on the guest's console; returns 0 when detached or when the
-    guest's console went away (said so), GuestError when there is none to attach to."""
+    guest's console went away (said so), GuestError when there is none to attach to. The log
+    is trimmed first when the guest's ``lock`` is free (keep_within_cap)."""
     import select
     import signal
     import socket
     import time
     if not socket_path:
         raise GuestError("has no console (CONSOLE=no, or the cfg-file sets -serial)")
-    trim_log(log_path)
+    keep_within_cap(log_path, lock)
     if not os.path.exists(socket_path):
         raise GuestError("not running (no console socket)")
-    lock = _session_lock(socket_path)
+    session = _session_lock(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     saved = None
     handlers = {}
@@ -201,4 +235,4 @@ def attach(name: str, socket_path: str, log_path: str = "", stdin: int = 0, stdo
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         sock.close()
-        os.close(lock)
+        os.close(session)

@@ -2,7 +2,8 @@
 
 Everything comes from the command line (a GuestControl); no configuration file is read here.
 start and stop hold a per-guest ``flock`` so that they never race (ten concurrent starts make one
-QEMU). status and monitor take no lock: they only read, and must answer while a stop is waiting.
+QEMU). status and monitor never wait for it: they must answer while a stop is waiting (status
+trims the console log only holding it, when it is free at once: runtime/lock.py try_locked).
 Modules needed only by some actions (subprocess, hashlib, syslog, even the QMP client) are
 imported where used: ``status`` of a stopped guest then costs little more than the interpreter.
 """

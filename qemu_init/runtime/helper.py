@@ -7,13 +7,13 @@
     qemu-init-helper stop NAME --pidfile P --qmp S --lock K --log L --runas U [--hmp M]
         --stopdelay N [--tap IF]... [--statefile STATE] [--onshutdown save|shutdown]
         [--savetime N] [--timeout S] [--force] [-q|--quiet]
-    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--hmp M] [--vnc ADDR:N]
+    qemu-init-helper status NAME --pidfile P --qmp S --runas U [--lock K] [--hmp M] [--vnc ADDR:N]
         [--monitor ADDR:PORT] [--statefile STATE]   (exit: LSB)
     qemu-init-helper pause|resume|reset NAME --qmp S [--log L]
     qemu-init-helper monitor NAME --qmp S [COMMAND...]
-    qemu-init-helper console NAME --console C [--console-log CL] [--tail [N]]
-(start, stop and status also take [--console C] [--console-log CL] [--agent A]: the serial
-console's socket and log, the guest agent's socket)
+    qemu-init-helper console NAME --console C [--console-log CL] [--lock K] [--tail [N]]
+(start and stop also take [--console C] [--console-log CL] [--agent A]: the serial console's
+socket and log, the guest agent's socket; status takes --console-log)
 
 The options are defined once, in helperargs.py (the scripts' words come from there too).
 Everything arrives on the command line: the helper never reads guest configuration, so what the
@@ -111,11 +111,11 @@ def _run(args, rest: List[str]) -> int:  # type: ignore[no-untyped-def]
         if args.tail is not None:
             if not gc.console_log:
                 raise QemuInitError("--tail needs --console-log")
-            return console.tail(gc.console_log, max(args.tail, 0))
-        return console.attach(gc.name, gc.console, gc.console_log)
+            return console.tail(gc.console_log, max(args.tail, 0), lock=gc.lock)
+        return console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
     if args.action == "status":
         from .status import line
-        st = control.status(gc, agent=True)
+        st = control.status(gc)  # never the guest agent: init scripts' status is quick and calm
         print(line(gc.name, st))
         return st.code
     if args.action == "start":

@@ -35,8 +35,9 @@ OPTIONS = [
            "the pid file", "plan.pidfile"),
     Option("--qmp", "qmp", tuple(v + "!" for v in VERBS if v != "console"), "text", False, "", "S",
            "QEMU's control (QMP) socket", "plan.qmp"),
-    Option("--lock", "lock", ("start!", "stop!"), "text", False, "", "K",
-           "the lock file start and stop hold", "plan.lock"),
+    Option("--lock", "lock", ("start!", "stop!", "status", "console"), "text", False, "", "K",
+           "the lock file start and stop hold (status and console: trim the console log under it,"
+           " if it is free)", "plan.lock"),
     Option("--log", "log", ("start!", "stop!", "pause", "resume", "reset"), "text", False, "", "L",
            "the guest log", "plan.log"),
     Option("--runas", "runas", ("start!", "stop!", "status!"), "text", False, "", "U",
@@ -71,14 +72,14 @@ OPTIONS = [
            "seconds a save may take before it is given up for the power button (start: a restore,"
            " RAM over SAVESPEED as well)", "plan.savetime"),
     # the serial console's socket and log, the guest agent's socket (runtime/console.py, agent.py):
-    # start makes them, stop asks the agent and removes them, status keeps the log within its cap
+    # start makes them, stop asks the agent and removes them; the log is kept within its cap
+    # under --lock (console.py), by status and console only when it is free
     Option("--console", "console", ("start", "stop", "console!"), "text", False, "", "C",
            "the serial console's unix socket", "plan.console"),
     Option("--console-log", "console_log", ("start", "stop", "status", "console"), "text", False, "", "CL",
            "the serial console's log, kept within its cap", "plan.console_log"),
-    Option("--agent", "agent", ("start", "stop", "status"), "text", False, "", "A",
-           "the guest agent's unix socket (AGENT=yes): stop asks it first, status whether it answers",
-           "plan.agent"),
+    Option("--agent", "agent", ("start", "stop"), "text", False, "", "A",
+           "the guest agent's unix socket (AGENT=yes): stop asks it first", "plan.agent"),
     Option("--timeout", "timeout", ("stop",), "seconds", False, None, "S",
            "wait S seconds instead of STOPDELAY", None),
     Option("--force", "force", ("stop",), "flag", False, False, None, "skip the power button", None),

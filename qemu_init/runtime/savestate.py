@@ -3,12 +3,13 @@
 QEMU's seccomp sandbox forbids spawning, so no ``exec:`` migration, and QEMU (running as RUNAS)
 may not open root's files: the helper opens the state file itself and hands QEMU the open file
 over QMP, as libvirt does (``getfd`` with SCM_RIGHTS, then ``migrate``/``migrate-incoming`` with
-``fd:NAME``). The files, all root's in a root-only folder (VARDIR/state, 0700):
+``fd:NAME``). The files, all root's in a folder of root's (VARDIR/state, 0711: others may look a
+name up, so that their status says "saved", but not list it):
 
 - ``NAME.state`` (0600): QEMU's migration stream, the guest's RAM and devices;
-- ``NAME.state.meta``: what it was saved with (the digest of the QEMU command line, when, how
-  big, whether it ran or was paused), so that a start with another command line (RAM, devices
-  changed) refuses it, and a guest paused when saved is restored paused;
+- ``NAME.state.meta`` (0644): what it was saved with (the digest of the QEMU command line, when,
+  how big, whether it ran or was paused), so that a start with another command line (RAM,
+  devices changed) refuses it, and a guest paused when saved is restored paused;
 - ``NAME.state.part`` while it is written (renamed into place once complete and synced);
 - ``NAME.state.onstop``: what `qemu-init stop NAME [--save]` asks of the next stop ("save" or
   "shutdown") where that is not the guest's ONSHUTDOWN (runtime/onstop.py).
@@ -61,11 +62,12 @@ class SaveFailed(Exception):
 # -- the files ---------------------------------------------------------------------------------
 
 def _open_owned(path: str, flags: int = os.O_RDONLY) -> int:
-    """``path`` opened, never through a link, and only if it is a regular file of ours."""
+    """``path`` opened, never through a link, and only if it is a regular file of ours (or root's,
+    for a status not run by root)."""
     import stat
     fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+    if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
         os.close(fd)
         raise OSError(0, "not a regular file of root's, writable by root alone", path)
     return fd
@@ -113,25 +115,29 @@ def discard(statefile: str) -> bool:
     return found
 
 
+STATEDIR_MODE = 0o711  # a guest's RAM may hold secrets: nobody else lists or writes the folder
+
+
 def _statedir(statefile: str) -> str:
-    """The state folder, made root-only (0700) if need be: a guest's RAM may hold secrets."""
+    """The state folder, made STATEDIR_MODE if need be."""
     import stat
     folder = os.path.dirname(os.path.abspath(statefile))
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.makedirs(folder, mode=STATEDIR_MODE, exist_ok=True)
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         raise OSError(0, "not a folder of root's", folder)
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(folder, 0o700)
+    if stat.S_IMODE(st.st_mode) != STATEDIR_MODE:
+        os.chmod(folder, STATEDIR_MODE)
     return folder
 
 
-def _write_private(path: str, data: bytes, sync: bool = False) -> None:
-    """``path`` written whole, root's and 0600: a temporary file beside it renamed over it, so
-    no planted link or FIFO is ever opened."""
+def _write_private(path: str, data: bytes, sync: bool = False, mode: int = 0o600) -> None:
+    """``path`` written whole, root's and ``mode`` (0600: root's alone): a temporary file beside
+    it renamed over it, so no planted link or FIFO is ever opened."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask
         os.write(fd, data)
         if sync:
             os.fsync(fd)
@@ -142,7 +148,9 @@ def _write_private(path: str, data: bytes, sync: bool = False) -> None:
 
 def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
     import json
-    _write_private(statefile + META, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", sync=True)
+    # 0644: any user's status reads it (when, how big) to say "saved"; the state stays 0600
+    _write_private(statefile + META, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", sync=True,
+                   mode=0o644)
 
 
 # -- what a start records for a later save -------------------------------------------------------

@@ -5,7 +5,9 @@ guest's VNC display and human monitor: from the data the helper is given (``--vn
 ``--monitor ADDR:PORT``, ``--hmp SOCKET``), so the command line carries no display text.
 
 ``gc`` is anything with ``name``, ``pidfile``, ``qmp``, ``uids``, ``vnc``, ``monitor`` and
-``hmp`` (a control.GuestControl). No lock is taken: status must answer while a stop waits.
+``hmp`` (a control.GuestControl). status never waits for the guest's lock: it must answer while a
+stop waits. It only reads, but for keeping the console log within its cap (and asking the guest
+agent), which it does only holding that lock, taken if free at once (lock.try_locked).
 """
 
 from __future__ import annotations
@@ -40,13 +42,37 @@ class Status(namedtuple("Status", "code state pid why vnc monitor")):
 
 
 def status(gc, agent: bool = False) -> Status:  # type: ignore[no-untyped-def]
-    """What the guest is doing, from its pid file, the process and (when it runs) QMP. ``agent``:
-    say in ``why`` whether the guest agent answers (up to STATUS_AGENT_TIMEOUT; tables of every
-    guest leave it out). A console log over its cap is trimmed (runtime/console.py)."""
+    """What the guest is doing, from its pid file, the process and (when it runs) QMP. ``agent``
+    (``qemu-init status NAME``; never the scripts' status, nor tables of every guest): say in
+    ``why`` whether the guest agent answers (up to STATUS_AGENT_TIMEOUT). That, and trimming a
+    console log over its cap, only while holding the guest's lock, taken if it is free at once
+    (lock.try_locked): never against a start or stop (the agent serves one client at a time, and
+    a stop asking it to shut down must have it), never waiting; a start or stop that comes
+    meanwhile waits the half second at most."""
+    st = _status(gc)
     console_log = getattr(gc, "console_log", "")
+    ask = agent and st.running and getattr(gc, "agent", "")
     if console_log:
-        from .console import trim_log
-        trim_log(console_log)
+        from .console import over_cap
+        console_log = console_log if over_cap(console_log) else ""
+    if not (ask or console_log):
+        return st
+    from .lock import try_locked
+    with try_locked(getattr(gc, "lock", "")) as held:
+        if not held:  # a start or stop is under way: nothing more to say or do
+            return st
+        if console_log:
+            from .console import trim_log
+            trim_log(console_log)
+        if ask:
+            from .agent import answers
+            said = "agent answers" if answers(gc.agent, STATUS_AGENT_TIMEOUT) else "agent not answering"
+            st = st._replace(why=f"{st.why}, {said}" if st.why else said)
+    return st
+
+
+def _status(gc) -> Status:  # type: ignore[no-untyped-def]
+    """The record, from reading alone."""
     try:
         kind, pid = proc.probe(gc.pidfile, gc.name, gc.uids)
     except OSError as e:
@@ -73,10 +99,6 @@ def status(gc, agent: bool = False) -> Status:  # type: ignore[no-untyped-def]
         state = _STATES.get(state, state)
     except QMPError:
         state, why = "running", "QMP not answering"
-    if agent and getattr(gc, "agent", ""):
-        from .agent import answers
-        said = "agent answers" if answers(gc.agent, STATUS_AGENT_TIMEOUT) else "agent not answering"
-        why = f"{why}, {said}" if why else said
     return Status(0, state, pid, why, vnc_text(gc.vnc), monitor_text(gc.monitor, gc.hmp))
 
 

@@ -100,7 +100,7 @@ def test_the_host_shutdown_saves_the_guest_root_only(host):
     assert "QI-POWEROFF" not in host["before"]  # not shut down
     st, folder = host["state_stat"], host["folder_stat"]
     assert st is not None and stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
-    assert stat.S_IMODE(folder.st_mode) == 0o700 and folder.st_uid == 0
+    assert stat.S_IMODE(folder.st_mode) == 0o711 and folder.st_uid == 0  # looked up, never listed
 
 
 def test_the_next_boot_restores_it_and_it_counts_on(host):

@@ -7,9 +7,12 @@ QEMU truncates its console file when it starts, so each QEMU's console is read o
 
 import json
 import os
+import pwd
 import re
+import secrets
 import shutil
 import stat
+import subprocess
 import time
 
 import pytest
@@ -47,7 +50,23 @@ def statefile(root, name="count1"):
     return root / f"var/lib/qemu-init/state/{name}.state"
 
 
-def test_qemud_stop_saves_and_qemud_start_restores(sandbox, subreaper, test_guest):
+@pytest.fixture
+def person():
+    """A real unprivileged user (created for the test, removed afterwards): the ``setpriv``
+    prefix that runs a command as it."""
+    if shutil.which("useradd") is None or shutil.which("setpriv") is None:
+        pytest.skip("needs useradd and setpriv")
+    name = "qistat" + secrets.token_hex(3)
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], check=True)
+    try:
+        user = pwd.getpwnam(name)
+        yield ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups")
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+        subprocess.run(["userdel", name], check=False)
+
+
+def test_qemud_stop_saves_and_qemud_start_restores(sandbox, subreaper, test_guest, person):
     root, vms = sandbox / "root", sandbox / "vms"
     console = counting_guest(root, vms, test_guest)
     qi(root, "autostart", "on", "count1", check=0)
@@ -64,10 +83,10 @@ def test_qemud_stop_saves_and_qemud_start_restores(sandbox, subreaper, test_gues
     assert "saved its state to" in out.stdout + out.stderr, out
     before = console.read_text(errors="replace")
     state = statefile(root)
-    # root's alone while it exists: the file 0600, its folder 0700
+    # root's alone while it exists: the file 0600, its folder 0711 (a name looked up, never listed)
     st = state.stat()
     assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == 0
-    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700 and state.parent.stat().st_uid == 0
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o711 and state.parent.stat().st_uid == 0
     assert "QI-POWEROFF" not in before  # saved, not shut down
 
     # status says so: the one line, the table and --json (LSB 3: not running)
@@ -76,6 +95,12 @@ def test_qemud_stop_saves_and_qemud_start_restores(sandbox, subreaper, test_gues
     assert status_rows(qi(root, "qemud", "status").stdout)["count1"][0] == "saved"
     record = json.loads(qi(root, "status", "count1", "--json", check=3).stdout)
     assert record["state"] == "saved"
+    # and so to a user who is not root, who can neither read the state nor list its folder
+    assert qi(root, "status", "count1", check=3, prefix=person).stdout == line
+    assert status_rows(qi(root, "qemud", "status", prefix=person).stdout)["count1"][0] == "saved"
+    for peek in (["cat", str(state)], ["ls", str(state.parent)]):
+        tried = subprocess.run([*person, *peek], capture_output=True, text=True, timeout=30)
+        assert tried.returncode != 0 and "Permission denied" in tried.stderr, (peek, tried)
 
     shutil.copy(console, sandbox / "before.serial")
     began = time.monotonic()

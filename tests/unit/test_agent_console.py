@@ -230,6 +230,29 @@ def test_tail_prints_the_last_lines_across_the_rotation(tmp_path):
         console.tail(str(tmp_path / "none.log"), 3, out)
 
 
+@pytest.mark.parametrize("which", ["g.console.log", "g.console.log.1"])
+def test_tail_never_follows_a_symlink_in_place_of_the_log(tmp_path, which):
+    secret = tmp_path / "secret"
+    secret.write_text("root's secret\n")
+    log = tmp_path / "g.console.log"
+    if which != log.name:
+        log.write_text("a line\n")
+    (tmp_path / which).symlink_to(secret)
+    out = open(tmp_path / "out", "w+b")
+    with pytest.raises(GuestError) as e:
+        console.tail(str(log), 0, out)
+    assert str(e.value) == f"{tmp_path / which}: is a symbolic link; refusing to follow it"
+    out.seek(0)
+    assert out.read() == b""
+
+
+def test_tail_of_a_fifo_in_place_of_the_log_is_refused_at_once(tmp_path):
+    log = tmp_path / "g.console.log"
+    os.mkfifo(log)  # opening it to read would wait for a writer for ever
+    with pytest.raises(GuestError, match="not a regular file"):
+        console.tail(str(log), 0, open(tmp_path / "out", "w+b"))
+
+
 # -- the session ---------------------------------------------------------------------------------
 
 class FakeConsole:

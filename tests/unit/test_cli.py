@@ -189,3 +189,27 @@ def test_console_of_a_stopped_guest_and_its_usage(tmp_path):
     assert console.split(None, 1)[1].startswith(str(root / "run/qemu-init/con1.console") + " (log ")
     assert "off: the cfg-file sets -serial" in qi(root, "show", "ser1", check=0).stdout
     assert '"agent": "' + str(root / "run/qemu-init/con1.qga") + '"' in qi(root, "show", "--json", "con1", check=0).stdout
+
+
+def test_console_tail_without_a_count_prints_the_last_20_lines(tmp_path):
+    root, vms = tmp_path / "root", tmp_path / "vms"
+    guest(vms, "con1")
+    qi(root, "register", str(vms), check=0)
+    log = root / "var/log/qemu-init/con1.console.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(f"line {i}\n" for i in range(30)))
+    proc = qi(root, "console", "con1", "--tail", check=0)  # not a session: the guest does not even run
+    assert proc.stdout == "".join(f"line {i}\n" for i in range(10, 30)) and proc.stderr == ""
+
+
+def test_console_tail_refuses_a_symlinked_log_in_one_line(tmp_path):
+    root, vms = tmp_path / "root", tmp_path / "vms"
+    guest(vms, "con1")
+    qi(root, "register", str(vms), check=0)
+    log = root / "var/log/qemu-init/con1.console.log"
+    log.parent.mkdir(parents=True)
+    (tmp_path / "shadow").write_text("root:x:secret\n")
+    log.symlink_to(tmp_path / "shadow")
+    proc = qi(root, "console", "con1", "--tail", check=1)
+    assert proc.stderr == f"qemu-init: con1: {log}: is a symbolic link; refusing to follow it\n"
+    assert proc.stdout == ""

@@ -92,7 +92,7 @@ def test_a_save_writes_a_root_only_state_with_its_record(tmp_path):
                             "getfd", "migrate", "query-migrate", "query-migrate", "quit"]
     state = tmp_path / "state" / "web1.state"
     assert stat.S_IMODE(state.stat().st_mode) == 0o600 and state.read_bytes().startswith(b"QEVM")
-    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o711  # no listing, nobody else writes
     record = json.loads((tmp_path / "state" / "web1.state.meta").read_text())
     assert record["argv"] == savestate.digest(ARGV) and record["qemu"] == "7.2.22" and record["bytes"] == 4100
     assert not (tmp_path / "state" / "web1.state.part").exists()
@@ -226,7 +226,7 @@ def test_the_state_folder_is_made_root_only(tmp_path):
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
     assert run_save(control(tmp_path), FakeQMP())[0]
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o711
     linked = tmp_path / "other"
     os.symlink(tmp_path / "elsewhere", linked)  # a link where the folder would be: no save
     gc = control(tmp_path)._replace(statefile=str(linked / "web1.state"))
