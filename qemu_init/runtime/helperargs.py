@@ -88,6 +88,12 @@ OPTIONS = [
 
 
 
+# Options a verb took once and takes no more (each with a value): scripts installed before keep
+# passing them until the next `qemu-init install`, so the helper still reads them, and ignores
+# them. status asked the guest agent until issue 16's review (--agent).
+RETIRED = {"status": ("--agent",)}
+
+
 def options(verb: str) -> List[Tuple[Option, bool]]:
     """(option, required) of every option ``verb`` takes, in table order."""
     found = []
@@ -209,6 +215,9 @@ def add_options(verb: str, parser, formatter=None) -> None:  # type: ignore[no-u
             else:
                 kwargs["default"] = option.default
         parser.add_argument(*option.flag.split(), **kwargs)
+    import argparse  # imported already: ``parser`` is one of its
+    for flag in RETIRED.get(verb, ()):
+        parser.add_argument(flag, dest="retired_" + flag.strip("-"), help=argparse.SUPPRESS)
 
 
 def values_of(verb: str, args) -> Dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -259,7 +268,10 @@ def fast(argv: Sequence[str]) -> Optional[Parsed]:
             taken[flag] = (option, required)
     found: Dict[str, Any] = {}
     words = iter(argv[2:])
+    retired = RETIRED.get(verb, ())
     for word in words:
+        if word in retired and next(words, None) is not None:
+            continue
         if word not in taken:
             return None
         option, _ = taken[word]

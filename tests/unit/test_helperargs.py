@@ -201,3 +201,14 @@ def test_a_scripts_status_runs_without_importing_argparse(tmp_path):
             " '--runas', 'root'])\nprint(code, 'argparse' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.splitlines()[-1] == "3 False", done.stdout + done.stderr
+
+
+def test_a_status_from_a_script_installed_before_still_reads_its_retired_agent_option():
+    """status asked the guest agent once (--agent); a script installed then passes it until the
+    next install: read, and ignored, by both readings."""
+    argv = BASE + ["--agent", "/run/qemu-init/vm1.agent"]
+    fast, read = helperargs.fast(argv), _argparse_reads(argv)
+    assert fast is not None and read is not None
+    assert "agent" not in vars(fast) and {k: read[k] for k in vars(fast)} == vars(fast)
+    assert "--agent" not in helperargs.words("status", {"name": "vm1", "pidfile": "P", "qmp": "S", "runas": "u",
+                                                        "agent": "/run/qemu-init/vm1.agent"})
