@@ -164,12 +164,12 @@ def argv_lines(argv: Sequence[str]) -> List[List[str]]:
 # -- parsing ---------------------------------------------------------------------------------
 
 def _seconds(text: str) -> float:
-    import argparse
     try:
         value = float(text)
     except ValueError:
         value = -1.0
     if not value >= 0:  # also rejects nan
+        import argparse  # here: a good value does not pay for it (fast())
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
     return value
 
@@ -179,9 +179,9 @@ def _digest(text: str) -> bool:
 
 
 def _source(text: str) -> Tuple[str, str]:
-    import argparse
     path, sep, digest = text.rpartition("=")
     if not sep or not path or not _digest(digest):
+        import argparse
         raise argparse.ArgumentTypeError(f"expected PATH=SHA256, got {text!r}")
     return path, digest.lower()
 
@@ -270,7 +270,10 @@ def fast(argv: Sequence[str]) -> Optional[Parsed]:
     words = iter(argv[2:])
     retired = RETIRED.get(verb, ())
     for word in words:
-        if word in retired and next(words, None) is not None:
+        if word in retired:
+            value = next(words, None)
+            if value is None or value.startswith("-"):
+                return None
             continue
         if word not in taken:
             return None
@@ -298,7 +301,10 @@ def fast(argv: Sequence[str]) -> Optional[Parsed]:
         elif required:
             return None
         else:
-            fields[option.field] = [] if option.repeat else option.default
+            # as argparse: a default that is text goes through the option's kind ("" -> ("", ""))
+            default = option.default
+            fields[option.field] = [] if option.repeat else (
+                _TYPES[option.kind](default) if isinstance(default, str) and option.kind != "flag" else default)
     return Parsed(**fields)
 
 

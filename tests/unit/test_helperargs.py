@@ -185,12 +185,26 @@ BASE = ["status", "vm1", "--pidfile", "P", "--qmp", "S", "--runas", "u"]
     ["stop", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--runas", "u",
      "--stopdelay", "5", "-q", "--force", "--tap", "t0", "--tap", "t1=br0"],   # flags, repeats
     ["monitor", "vm1", "--qmp", "S", "info", "status"], ["pause", "vm1", "--qmp", "S"],  # argparse's verbs
+    ["start", "vm1", "--pidfile", "P", "--qmp", "S", "--lock", "K", "--log", "L", "--runas", "u"],  # no optional one
+    BASE + ["--agent", "-x"],                                      # a retired option's value like an option
 ])
 def test_the_fast_reading_leaves_to_argparse_what_it_does_not_read_the_same(argv):
     fast = helperargs.fast(argv)
     if fast is not None:
         read = _argparse_reads(argv)
         assert read is not None and {k: read[k] for k in vars(fast)} == vars(fast)
+        helperargs.values_of(fast.action, fast)  # and makes GuestControl fields as argparse's does
+
+
+def test_a_good_start_or_stop_is_read_without_importing_argparse():
+    import subprocess
+    import sys
+    code = ("import sys\nfrom qemu_init.runtime import helperargs\n"
+            "read = helperargs.fast(['start', 'vm1', '--pidfile', 'P', '--qmp', 'S', '--lock', 'K', '--log', 'L',"
+            " '--runas', 'u', '--stopdelay', '5', '--source', 'F=' + 'a' * 64])\n"
+            "print(read is not None, 'argparse' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "True False", done.stdout + done.stderr
 
 
 def test_a_scripts_status_runs_without_importing_argparse(tmp_path):
