@@ -268,9 +268,13 @@ def start(gc: GuestControl) -> int:
                 pid = _launch(gc)
             else:
                 log(gc, f"restoring its {savestate.describe(state)}")
+                # What is left of the start's whole budget, which systemd's TimeoutStartSec allows
+                # too (services.start_timeout): LAUNCH_TIMEOUT and the save's own (RAM over
+                # SAVESPEED). A restore at boot reads a cold disk, often beside other guests', and
+                # a restore given up leaves the guest down: it may take what the launch did not.
+                deadline = time.monotonic() + LAUNCH_TIMEOUT + gc.savetime
                 pid = _launch(gc._replace(argv=gc.argv + savestate.INCOMING),
-                              # RAM over SAVESPEED as the save; a script made before start took it: LAUNCH_TIMEOUT
-                              lambda: took.append(savestate.restore(gc, state, gc.savetime or LAUNCH_TIMEOUT)))
+                              lambda: took.append(savestate.restore(gc, state, max(1.0, deadline - time.monotonic()))))
         except GuestError as e:
             log(gc, f"start failed: {e}", error=True)
             raise
