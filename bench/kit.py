@@ -57,8 +57,11 @@ def installed_bin() -> Optional[Path]:
     return _INSTALLED[0] if _INSTALLED else None
 
 
+VENV: List[bool] = []  # run.py --venv: cli() and helper() are the venv's, whatever install() made
+
+
 def _bin() -> Path:
-    return installed_bin() or BIN
+    return BIN if VENV else installed_bin() or BIN
 
 
 def cli() -> List[str]:

@@ -74,6 +74,8 @@ def main() -> int:
     kit.install_signal_handlers()
     info = report.machine()
     kit.bytecode_cache()
+    if args.venv:
+        kit.VENV.append(True)
     why = "--venv" if args.venv else kit.installable()
     if why:
         info["qemu-init"] = f"the venv's editable install ({why})"

@@ -139,10 +139,10 @@ def by_hand(start_args: List[str]) -> List[str]:
             word = ",".join("logfile=" + log if p.startswith("logfile=") else p for p in word.split(","))
         if out and out[-1] in ("-chardev", "-netdev", "-add-fd") and "fd=" in word:
             parts = word.split(",")
-            fds = [i for i, part in enumerate(parts) if part.startswith("fd=")]
-            if out[-1] != "-chardev" or len(fds) != 1 or not paths.get(parts[fds[0]]):
+            at = [i for i, part in enumerate(parts) if part.startswith("fd=")]
+            if out[-1] != "-chardev" or len(at) != 1 or not paths.get(parts[at[0]]):
                 raise RuntimeError(f"{out[-1]} {word}: a descriptor with no by-hand equivalent")
-            parts[fds[0]] = "path=" + paths[parts[fds[0]]]
+            parts[at[0]] = "path=" + paths[parts[at[0]]]
             word = ",".join(parts)
         out.append(word)
     return [*out, "-daemonize", "-pidfile", option(start_args, "pidfile")]

@@ -1,6 +1,6 @@
 """`qemu-init stop NAME [--save]`'s request to the guest's next stop (ONSHUTDOWN=save): a
 service's stop cannot take arguments, so what is asked goes by the file ``NAME.state.onstop``
-in the state folder (runtime/savestate.py: root's, 0700), "save" or "shutdown", for one stop.
+in the state folder (runtime/savestate.py: root's, 0711), "save" or "shutdown", for one stop.
 
 A request is written only where it differs from what the guest's stop does unasked (its
 ONSHUTDOWN), and only under the guest's lock (guestcmds): its text names its asker, who

@@ -48,7 +48,8 @@ def status(gc, agent: bool = False) -> Status:  # type: ignore[no-untyped-def]
     console log over its cap, only while holding the guest's lock, taken if it is free at once
     (lock.try_locked): never against a start or stop (the agent serves one client at a time, and
     a stop asking it to shut down must have it), never waiting; a start or stop that comes
-    meanwhile waits the half second at most."""
+    meanwhile waits for them (the agent's half second at most, and the copy of a log over its
+    cap)."""
     st = _status(gc)
     console_log = getattr(gc, "console_log", "")
     ask = agent and st.running and getattr(gc, "agent", "")
