@@ -69,6 +69,8 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
     from .runtime import onstop
     from .runtime.lock import locked
     wanted = "save" if save else "shutdown"
+    if save and force:
+        raise QemuInitError(f"{gc.name}: --save and --force do not go together: a forced stop saves nothing")
     if force or not gc.statefile or _does_unasked(inventory, gc, wanted):
         _stop_guest(inventory, gc, control, timeout, force)  # (a forced stop never saves)
         return
@@ -82,8 +84,11 @@ def _stop(inventory: Inventory, gc, control, timeout: Optional[float] = None,  #
     try:
         _stop_guest(inventory, gc, control, timeout, force)
     finally:
-        with locked(gc.lock, wait):
-            onstop.withdraw(gc.statefile, asked)
+        try:
+            with locked(gc.lock, wait):
+                onstop.withdraw(gc.statefile, asked)
+        except GuestError as e:  # the stop's own outcome, not this, is what the caller hears
+            warn(f"qemu-init: {gc.name}: the request {gc.statefile + onstop.ONSTOP} is left for its next stop: {e}")
 
 
 def _does_unasked(inventory: Inventory, gc, wanted: str) -> bool:  # type: ignore[no-untyped-def]
@@ -166,10 +171,10 @@ def console(inventory: Inventory, name: str, tail: Optional[int] = None) -> int:
     """The serial console session, or (``tail``: a count, 0 for all) the end of its log."""
     with _guest(inventory, name, despite_errors=True) as (gc, control):
         from .runtime import console as guest_console
+        if not (gc.console_log if tail is not None else gc.console):
+            raise GuestError("has no console: CONSOLE=no, or its cfg-file sets -serial")
         if tail is not None:
             return guest_console.tail(gc.console_log, max(tail, 0), lock=gc.lock)
-        if not gc.console:
-            raise GuestError("has no console: CONSOLE=no, or its cfg-file sets -serial")
         return guest_console.attach(gc.name, gc.console, gc.console_log, lock=gc.lock)
 
 

@@ -112,22 +112,34 @@ def keep_within_cap(path: str, lock: str) -> bool:
 
 def tail(path: str, lines: int = TAIL_LINES, out: Optional[BinaryIO] = None, lock: str = "") -> int:
     """Print the last ``lines`` lines of the console log (0: all of it); trims it first when the
-    guest's ``lock`` is free (keep_within_cap)."""
+    guest's ``lock`` is free (keep_within_cap). Never more than CAP bytes of each file are held
+    at once: the guest says how much goes into them, and a trim waits for a free lock."""
     keep_within_cap(path, lock)
     out = out or sys.stdout.buffer
-    older, data = _read(path + ".1"), _read(path)  # the lines before a trim are the older ones
-    if data is None and older is None:
+    files = [f for f in (_open(path + ".1"), _open(path)) if f is not None]  # LOG.1: the older lines
+    if not files:
         raise GuestError(f"no console log ({path}): the guest has not started with a console")
-    data = (older or b"") + (data or b"")
-    if lines > 0:
-        data = b"".join(data.splitlines(keepends=True)[-lines:])
-    out.write(data)
-    out.flush()
+    try:
+        if lines > 0:  # the last lines are within the last CAP bytes of the two
+            data = b""
+            for f in files:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - CAP))
+                data = (data + f.read(CAP))[-CAP:]
+            out.write(b"".join(data.splitlines(keepends=True)[-lines:]))
+        else:
+            for f in files:
+                for chunk in iter(lambda: f.read(1 << 16), b""):
+                    out.write(chunk)
+        out.flush()
+    finally:
+        for f in files:
+            f.close()
     return 0
 
 
-def _read(path: str) -> Optional[bytes]:
-    """A log's bytes (None when there is none), never through a symlink nor from anything but a
+def _open(path: str) -> Optional[BinaryIO]:
+    """A log to read (None when there is none), never through a symlink nor anything but a
     regular file (a FIFO would never end): LOGDIR is root's, but root reads nothing planted."""
     import stat
     try:
@@ -136,10 +148,11 @@ def _read(path: str) -> Optional[bytes]:
         return None
     except OSError as e:
         raise GuestError(nofollow_error(path, e)) from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise GuestError(f"{path}: not a regular file; refusing to read it")
-        return f.read()
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise GuestError(f"{path}: not a regular file; refusing to read it")
+    return f
 
 
 # -- the session -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ QEMU's seccomp sandbox forbids spawning, so no ``exec:`` migration, and QEMU (ru
 may not open root's files: the helper opens the state file itself and hands QEMU the open file
 over QMP, as libvirt does (``getfd`` with SCM_RIGHTS, then ``migrate``/``migrate-incoming`` with
 ``fd:NAME``). The files, all root's in a folder of root's (VARDIR/state, 0711: others may look a
-name up, so that their status says "saved", but not list it):
+name up, so that their status says "saved" where VARDIR lets them through — the installed
+VARDIR is 0750, root's alone — but not list it):
 
 - ``NAME.state`` (0600): QEMU's migration stream, the guest's RAM and devices;
 - ``NAME.state.meta`` (0644): what it was saved with (the digest of the QEMU command line, when,
@@ -148,7 +149,8 @@ def _write_private(path: str, data: bytes, sync: bool = False, mode: int = 0o600
 
 def _write_meta(statefile: str, record: Dict[str, Any]) -> None:
     import json
-    # 0644: any user's status reads it (when, how big) to say "saved"; the state stays 0600
+    # 0644: a user's status reads it (when, how big) to say "saved", where VARDIR lets them
+    # through (not the installed 0750 one); the state stays 0600
     _write_private(statefile + META, json.dumps(record, indent=1, sort_keys=True).encode() + b"\n", sync=True,
                    mode=0o644)
 
@@ -179,8 +181,9 @@ def record_launch(gc, pid: int) -> None:  # type: ignore[no-untyped-def]
 
 def bound_to(gc, pid: int) -> str:  # type: ignore[no-untyped-def]
     """The digest a save of QEMU ``pid`` binds the state to: the one its start recorded; for a
-    guest started before starts recorded it, its command line as the system tells it (exact
-    on Linux); "" when neither can be told."""
+    guest started before starts recorded it, its command line as the system tells it where that
+    is exact (Linux; FreeBSD's ps splits it at spaces, and a state bound to that would be refused
+    at the next start, leaving the guest down); "" when neither can be told (no save then)."""
     try:
         fd = _open_owned(launch_record(gc.pidfile))
         try:
@@ -191,8 +194,10 @@ def bound_to(gc, pid: int) -> str:  # type: ignore[no-untyped-def]
             return words[1]
     except OSError:
         pass
-    from . import proc
+    from . import platform, proc
     try:
+        if not platform.current().EXACT_ARGV:
+            return ""
         argv = tuple(proc.cmdline(pid) or ())
     except OSError:
         return ""

@@ -362,3 +362,20 @@ def test_a_signal_ends_the_session_with_the_terminal_restored(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     os.close(master)
     os.close(slave)
+
+
+def test_tail_of_a_log_far_over_its_cap_prints_its_last_lines(tmp_path):
+    """Only the last CAP bytes of each file are read for a count of lines (the guest decides
+    how much goes into them); all of it streams by for 0."""
+    log = tmp_path / "g.console.log"
+    body = b"".join(b"line %d\n" % i for i in range(400000))  # ~4.5 MiB
+    assert len(body) > 3 * console.CAP
+    log.write_bytes(body)
+    out = open(tmp_path / "out", "w+b")
+    console.tail(str(log), 2, out)
+    out.seek(0)
+    assert out.read() == b"line 399998\nline 399999\n"
+    out = open(tmp_path / "all", "w+b")
+    console.tail(str(log), 0, out)
+    out.seek(0)
+    assert out.read() == body

@@ -202,6 +202,10 @@ def test_on_freebsd_a_word_with_a_space_is_bound_as_launched(tmp_path, monkeypat
         savestate.record_launch(gc, sleeper.pid)
         assert stat.S_IMODE(os.stat(savestate.launch_record(gc.pidfile)).st_mode) == 0o600
         assert savestate.bound_to(gc, sleeper.pid) == savestate.digest(argv)
+        # a guest started before starts recorded it: ps's words cannot be told apart, so no
+        # save (it shuts down), rather than a state its next start would refuse
+        os.unlink(savestate.launch_record(gc.pidfile))
+        assert savestate.bound_to(gc, sleeper.pid) == ""
     finally:
         sleeper.kill()
         sleeper.wait()
@@ -392,3 +396,39 @@ def _stop_by_a_user(inventory):
     assert "cannot ask its stop" not in said["web1"]
     assert said["web1"] == said["web2"], said
     assert not os.path.lexists(inventory.paths.statefile("web1") + savestate.ONSTOP)
+
+
+def test_stop_save_force_is_refused_in_one_line(tmp_path, monkeypatch):
+    """A forced stop saves nothing: --save --force would quietly do the opposite of --save."""
+    from qemu_init import guestcmds
+    from qemu_init.errors import QemuInitError
+    inventory = _inventory(tmp_path, web1="shutdown")
+    monkeypatch.setattr(guestcmds, "_stop_guest", lambda *a: pytest.fail("stopped"))
+    with pytest.raises(QemuInitError, match="--save and --force do not go together"):
+        guestcmds.stop(inventory, "web1", save=True, force=True)
+
+
+def test_a_request_left_by_a_busy_lock_is_said_and_the_stops_outcome_stands(tmp_path, monkeypatch, capsys):
+    """Withdrawing the request needs the guest's lock again: held too long by another start or
+    stop, the request is left (said on stderr), and the stop's own outcome is what is raised."""
+    from qemu_init import guestcmds
+    from qemu_init.errors import GuestError
+    from qemu_init.runtime import lock
+    inventory = _inventory(tmp_path, web1="save")
+    real, calls = lock.locked, []
+
+    def locked(path, wait):
+        calls.append(path)
+        if len(calls) == 2:  # the withdrawal's
+            raise GuestError("still locked by another start or stop")
+        return real(path, wait)
+
+    monkeypatch.setattr(lock, "locked", locked)
+
+    def stop_guest(*args):
+        raise GuestError("the stop's own trouble")
+
+    monkeypatch.setattr(guestcmds, "_stop_guest", stop_guest)
+    with pytest.raises(GuestError, match="the stop's own trouble"):
+        guestcmds.stop(inventory, "web1")
+    assert "is left for its next stop: still locked" in capsys.readouterr().err

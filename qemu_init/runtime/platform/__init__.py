@@ -10,6 +10,7 @@ Each module offers the same few functions:
   None when there is no such process or it is a zombie; OSError when that cannot be told
   (no ``/proc``, no ``ps``): the caller then reports LSB 4 and touches nothing;
 - ``pidfd(pid)``: a descriptor pinning the process, or None where the system has none;
+- ``EXACT_ARGV``: whether ``process()``'s argv holds the process's words as they were given;
 - ``open_taps(taps, first_fd)``, ``tap_exists(tap)``, ``delete_taps(taps)`` (see launch.py).
 
 The system is the one we run on (``sys.platform``); ``QEMU_INIT_PLATFORM=linux|freebsd``

@@ -41,6 +41,7 @@ def _run(argv: Sequence[str]) -> Tuple[int, str, str]:
 # (guest names hold no spaces), and nobody but the guest's user and root passes the uid test. (A
 # saved state is bound to the command line the start recorded, savestate.record_launch: not this.)
 _PS_FIELDS = ("state=", "uid=", "ruid=", "svuid=", "args=")
+EXACT_ARGV = False  # process()'s argv is split at spaces, not the words QEMU was given
 
 
 def process(pid: int) -> Optional[Tuple[List[str], List[int]]]:

@@ -7,6 +7,7 @@ import os
 from ...errors import GuestError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see control.py)
+EXACT_ARGV = True  # process()'s argv is the words QEMU was given (/proc/PID/cmdline)
 if TYPE_CHECKING:
     from typing import Dict, List, Optional, Sequence, Tuple
 
