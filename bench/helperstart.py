@@ -159,6 +159,6 @@ def run(section: Section, quick: bool) -> None:
                 split_imp.append(imp)
                 split_main.append(main)
             section.measure("in process: import qemu_init.runtime.helper", split_imp)
-            section.measure("in process: main(status …) after the import (argparse, probe)", split_main)
+            section.measure("in process: main(status …) after the import (its command line read, the probe)", split_main)
     finally:
         release(box)
