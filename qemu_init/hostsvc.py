@@ -201,7 +201,8 @@ def stop(inventory: Inventory, say: Say = _say) -> int:
                 key for key in batch
                 if onstop.next_mode(running[key][1].statefile, running[key][1].onshutdown) != "save"]
             pressed = dict.fromkeys(batch, False)
-            pressed.update(zip(buttons, pool_press.map(lambda gc: button.press(gc, PRESS_TIMEOUT), [running[key][1] for key in buttons])))
+            presses = pool_press.map(lambda gc: button.press(gc, PRESS_TIMEOUT), [running[key][1] for key in buttons])
+            pressed.update(zip(buttons, presses))
             for key in batch:
                 pending.discard(key)
                 with lock:

@@ -247,9 +247,6 @@ class Parsed:
     def __init__(self, **fields: Any):
         self.__dict__.update(fields)
 
-    def __eq__(self, other: object) -> bool:
-        return vars(self) == vars(other)
-
 
 def fast(argv: Sequence[str]) -> Optional[Parsed]:
     """The command line of a start, stop or status as the generated scripts write it — the

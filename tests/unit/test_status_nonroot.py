@@ -91,3 +91,18 @@ def test_status_as_another_user_writes_nothing(folder, monkeypatch):
     gc = control(Path(folder))._replace(pidfile=f"{folder}/web1.pid", console_log=log, lock=lock)
     assert as_nobody(lambda: status.status(gc).code) == 3
     assert os.path.getsize(log) == 150 and not os.path.exists(log + ".1")
+
+
+def test_where_vardir_is_roots_alone_another_users_status_cannot_see_the_state(folder):
+    """The installed VARDIR is 0750 (make install, the Debian and FreeBSD packages): there a
+    user's status gets no further than VARDIR and says "not running" (LSB 3, as "saved" is);
+    only root's says "saved" (README, qemud(8))."""
+    from pathlib import Path
+    vardir = Path(folder) / "var"
+    vardir.mkdir()
+    gc = control(vardir)._replace(pidfile=f"{folder}/web1.pid")
+    assert run_save(gc, FakeQMP())[0]
+    os.chmod(vardir, 0o750)
+    assert status.status(gc).state == status.SAVED
+    seen = as_nobody(lambda: [status.status(gc).code, status.line(gc.name, status.status(gc))])
+    assert seen == [3, "web1: not running"]
